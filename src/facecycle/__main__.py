@@ -1,0 +1,5 @@
+import sys
+
+from facecycle.cli import main
+
+sys.exit(main())

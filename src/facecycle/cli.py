@@ -1,0 +1,65 @@
+"""`facecycle` command line: one subcommand module per verb under facecycle.commands.
+
+Each module exposes `add_parser(subparsers)` which registers its parser and sets
+`func=run`. Modules are imported only when listed, and import torch lazily inside `run`,
+so `facecycle --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from facecycle import __version__
+from facecycle.errors import FacecycleError
+
+# Order is the order shown in --help.
+COMMAND_MODULES = [
+    "prepare",
+    "train",
+    "evaluate",
+    "translate",
+    "export",
+    "serve",
+    "demo",
+    "bench",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facecycle",
+        description="Unpaired facial image-to-image translation: prepare -> train -> evaluate -> translate -> export.",
+    )
+    parser.add_argument("--version", action="version", version=f"facecycle {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"facecycle.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"facecycle.commands.{name}":
+                continue  # verb not built yet
+            raise
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except FacecycleError as exc:
+        print(f"facecycle {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"facecycle {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""CLI verbs: each module has add_parser(subparsers) and run(args)."""
