@@ -96,6 +96,12 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 needs CUDA)
     channels_last: bool = False
     compile: bool = False
+    eval_every: int = 0  # evaluate on a fixed held-out sample every N steps (0 = off)
+    eval_metrics: str = "fid,lpips"  # comma-separated, see facecycle.evaluation
+    eval_images: int = 32  # images per domain in the held-out sample
+    eval_data_a: Optional[str] = None  # held-out folders (default: the last images of the training folders)
+    eval_data_b: Optional[str] = None
+    best_metric: str = "fid_a2b"  # keep checkpoints/best.pt by this metric (lower is better unless it ends in _rate)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,114 @@
+"""`facecycle train`: resolve the config, validate, then train (or resume) a run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+RUN_CONFIG = "config.yaml"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a CycleGAN on two unpaired image folders (or resume one)",
+                              description="Train a CycleGAN. Precedence: defaults < --config < flags < --set.")
+    p.add_argument("--data-a", help="folder of domain-A images (any nesting)")
+    p.add_argument("--data-b", help="folder of domain-B images")
+    p.add_argument("--masks-a", help="folder of face masks for A (same relative names, .png)")
+    p.add_argument("--masks-b", help="folder of face masks for B")
+    p.add_argument("--run-dir", required=True, help="where checkpoints, samples and stats.jsonl go")
+    p.add_argument("--config", help="YAML preset (see configs/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config value, e.g. --set loss.identity=0 (repeatable)")
+    p.add_argument("--size", type=int, help="crop size in pixels (load size becomes 286/256 of it)")
+    p.add_argument("--steps", type=int, help="total generator updates")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def resolve_train_config(args: argparse.Namespace):
+    """Config for this invocation; with --resume the run's stored config is the base."""
+    from facecycle.config import Config, apply_overrides, load_yaml, set_values
+    from facecycle.errors import ConfigError
+
+    run_dir = Path(args.run_dir)
+    flags = {"data.data_a": args.data_a, "data.data_b": args.data_b, "data.masks_a": args.masks_a,
+             "data.masks_b": args.masks_b, "train.steps": args.steps, "train.batch_size": args.batch_size,
+             "train.device": args.device}
+    if args.size is not None:
+        flags["data.crop_size"] = args.size
+        flags["data.load_size"] = max(args.size, round(args.size * 286 / 256))
+    if args.resume:
+        stored = run_dir / RUN_CONFIG
+        if not stored.is_file():
+            raise ConfigError(f"--resume: {stored} not found; is {run_dir} a facecycle run directory?")
+        raw = load_yaml(stored)
+        if args.config:
+            raw = _merge(raw, load_yaml(args.config))
+    else:
+        raw = load_yaml(args.config) if args.config else {}
+    raw = set_values(raw, flags)
+    raw = apply_overrides(raw, args.overrides)
+    return Config.from_dict(raw).validate()
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for section, values in top.items():
+        if isinstance(values, dict):
+            out.setdefault(section, {}).update(values)
+        else:
+            out[section] = values
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from facecycle.errors import ConfigError
+    from facecycle.training import checkpoint as ckpt
+
+    config = resolve_train_config(args)
+    if args.dry_run:
+        sys.stdout.write(config.to_yaml())
+        return 0
+    run_dir = Path(args.run_dir)
+    if not args.resume and ckpt.list_checkpoints(run_dir):
+        raise ConfigError(f"{run_dir} already holds checkpoints; pass --resume to continue it or choose another --run-dir")
+
+    from facecycle.training.distributed import distributed_context
+
+    with distributed_context() as (rank, world_size):
+        from facecycle.training.trainer import CycleGANTrainer
+
+        trainer = CycleGANTrainer(config, run_dir, rank=rank, world_size=world_size, progress=not args.quiet)
+        if rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / RUN_CONFIG).write_text(config.to_yaml())
+        if args.resume:
+            path = trainer.resume()
+            if rank == 0:
+                print(f"resumed from {path} at step {trainer.step} (epoch {trainer.epoch}, lr_g {trainer.sched_G.lr:.3g})")
+        attach_evaluator(trainer)
+        if rank == 0:
+            print(f"training on {trainer.device} ({world_size} process(es)): {len(trainer.domain_a)} images in A, "
+                  f"{len(trainer.domain_b)} in B, {config.train.steps} steps -> {run_dir}")
+        last = trainer.fit()
+        if rank == 0:
+            print(f"done: step {trainer.step}, {last.get('images_per_s', float('nan')):.2f} images/s per domain; "
+                  f"checkpoints in {run_dir / ckpt.CHECKPOINT_DIR}")
+    return 0
+
+
+def attach_evaluator(trainer) -> None:
+    """Periodic held-out evaluation when train.eval_every > 0 (failures are logged, never fatal)."""
+    t = trainer.config.train
+    if not t.eval_every:
+        return
+    from facecycle.evaluation.periodic import build_periodic_evaluator
+
+    trainer.evaluator = build_periodic_evaluator(trainer)

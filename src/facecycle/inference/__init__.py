@@ -1,0 +1,1 @@
+"""Loading generators for inference and translating images, folders and videos."""

@@ -1,0 +1,51 @@
+"""The one place that turns a Config into network constructor calls."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from facecycle.config import Config
+from facecycle.errors import ConfigError
+from facecycle.models.layers import init_weights
+from facecycle.models.registry import DISCRIMINATORS, GENERATORS
+
+
+def unet_depth_for(size: int) -> int:
+    """Downsamplings that bring `size` to a 1x1 bottleneck, capped to [5, 8] (128 -> 7, 256 -> 8)."""
+    depth = max(size.bit_length() - 1, 5)
+    return min(depth, 8)
+
+
+def build_generator(config: Config, in_channels: int | None = None, out_channels: int | None = None) -> nn.Module:
+    """A freshly initialised generator (N(0, 0.02)) as the config describes."""
+    m = config.model
+    cls = GENERATORS.get(m.generator)
+    c_in = in_channels if in_channels is not None else config.data.channels
+    c_out = out_channels if out_channels is not None else config.data.channels
+    kwargs: dict = dict(in_channels=c_in, out_channels=c_out, width=m.gen_width, norm=m.norm,
+                        dropout=m.gen_dropout, attention=m.gen_attention)
+    if m.generator == "resnet":
+        kwargs["blocks"] = m.gen_blocks
+    elif m.generator == "unet":
+        kwargs["depth"] = m.gen_depth or unet_depth_for(config.data.crop_size)
+    net = cls(**kwargs)
+    init_weights(net)
+    return net
+
+
+def build_discriminator(config: Config, in_channels: int | None = None) -> nn.Module:
+    m = config.model
+    cls = DISCRIMINATORS.get(m.discriminator)
+    net = cls(
+        in_channels=in_channels if in_channels is not None else config.data.channels,
+        width=m.disc_width, layers=m.disc_layers, layers_2=m.disc_layers_2, scales=m.disc_scales,
+        norm=m.norm, spectral_norm=m.spectral_norm, dual_lambda=config.loss.dual_lambda,
+    )
+    if config.data.crop_size < net.min_size:
+        raise ConfigError(
+            f"data.crop_size {config.data.crop_size} is too small for discriminator '{m.discriminator}' with "
+            f"{m.disc_layers}/{m.disc_layers_2} layers: it needs at least {net.min_size} px; "
+            "raise the size or lower model.disc_layers"
+        )
+    init_weights(net)
+    return net

@@ -1,0 +1,1 @@
+"""Training loop, image pools, LR schedules, checkpoints."""

@@ -1,0 +1,142 @@
+"""Checkpoints: plain tensors and builtins only, written atomically, loaded without unpickling code.
+
+Layout: `RUN/checkpoints/step_00001200.pt`. A write goes to a temporary file in the same
+folder, is fsynced, then renamed over the final name, so a process killed at any moment
+leaves either the previous checkpoints or the new complete one, never a torn file. Loading
+uses `torch.load(weights_only=True)`, which refuses anything but tensors and plain containers.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from facecycle.errors import CheckpointError
+
+CHECKPOINT_DIR = "checkpoints"
+_NAME = re.compile(r"^step_(\d{8})\.pt$")
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return run_dir / CHECKPOINT_DIR / f"step_{step:08d}.pt"
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (temporary files are ignored)."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    # Persist the rename itself (POSIX: the directory entry lives in the folder).
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:
+    """Write `state` as the checkpoint of `step`, then delete all but the newest `keep`."""
+    path = checkpoint_path(Path(run_dir), step)
+    atomic_save(state, path)
+    for old in list_checkpoints(Path(run_dir))[:-keep]:
+        old.unlink(missing_ok=True)
+    # Leftover temporary files of a killed writer are garbage.
+    for stale in (Path(run_dir) / CHECKPOINT_DIR).glob(".step_*.tmp"):
+        stale.unlink(missing_ok=True)
+    return path
+
+
+def load_file(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for foreign/corrupt files
+        raise CheckpointError(
+            f"cannot load checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+            "(is it a facecycle checkpoint? facecycle never unpickles arbitrary objects)"
+        ) from None
+    if not isinstance(state, dict) or "format" not in state or "nets" not in state:
+        raise CheckpointError(f"{path} is not a facecycle checkpoint (no 'format'/'nets' entries)")
+    return state
+
+
+def load_latest(run_dir: Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]]:
+    """The newest loadable checkpoint of a run (an unreadable newest one is skipped with a warning)."""
+    candidates = list_checkpoints(Path(run_dir))
+    if not candidates:
+        raise CheckpointError(f"no checkpoint in {Path(run_dir) / CHECKPOINT_DIR}; train first (facecycle train)")
+    for path in reversed(candidates):
+        try:
+            return path, load_file(path, map_location)
+        except CheckpointError as exc:
+            warnings.warn(f"skipping unusable checkpoint: {exc}", stacklevel=2)
+    raise CheckpointError(f"none of the {len(candidates)} checkpoints in {run_dir} could be loaded")
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run directory -> its newest checkpoint file; a file -> itself."""
+    p = Path(path)
+    if p.is_dir():
+        found = list_checkpoints(p)
+        if not found:
+            raise CheckpointError(f"{p} has no checkpoints/step_*.pt; is it a facecycle run directory?")
+        return found[-1]
+    if not p.exists():
+        raise CheckpointError(f"checkpoint or run directory not found: {p}")
+    return p
+
+
+# ---- random number generator states --------------------------------------------------------
+
+
+def capture_rng() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU + CUDA) generator states as tensors/builtins."""
+    version, internal, _ = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": torch.tensor(internal, dtype=torch.int64),
+        "python_version": version,
+        "numpy_keys": torch.from_numpy(np_keys.astype(np.int64)),
+        "numpy_pos": int(np_pos),
+        "numpy_gauss": [int(np_has_gauss), float(np_gauss)],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    random.setstate((int(state["python_version"]), tuple(int(v) for v in state["python"].tolist()), None))
+    has_gauss, gauss = state["numpy_gauss"]
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(state["numpy_pos"]),
+                         int(has_gauss), float(gauss)))
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
