@@ -27,6 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    p.add_argument("--until-step", type=int, default=None,
+                   help="stop (with a checkpoint) at this step without changing the LR schedule; continue later with --resume")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         if rank == 0:
             print(f"training on {trainer.device} ({world_size} process(es)): {len(trainer.domain_a)} images in A, "
                   f"{len(trainer.domain_b)} in B, {config.train.steps} steps -> {run_dir}")
-        last = trainer.fit()
+        last = trainer.fit(until_step=args.until_step)
         if rank == 0:
             print(f"done: step {trainer.step}, {last.get('images_per_s', float('nan')):.2f} images/s per domain; "
                   f"checkpoints in {run_dir / ckpt.CHECKPOINT_DIR}")

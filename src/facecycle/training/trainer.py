@@ -332,9 +332,12 @@ class CycleGANTrainer:
                 ckpt.atomic_save(self.state_dict(), self.run_dir / ckpt.CHECKPOINT_DIR / "best.pt")
 
     # ---- the loop ------------------------------------------------------------------------------------
-    def fit(self) -> dict[str, float]:
-        """Train until `train.steps`; returns the last logged record. Saves on SIGINT/SIGTERM."""
+    def fit(self, until_step: Optional[int] = None) -> dict[str, float]:
+        """Train until `train.steps` (or stop early at `until_step`, with a checkpoint, leaving the
+        LR schedule untouched, for time-sliced jobs); returns the last logged record.
+        Saves a checkpoint on SIGINT/SIGTERM."""
         t = self.config.train
+        stop_at = t.steps if until_step is None else min(until_step, t.steps)
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         for net in self.nets.values():
@@ -351,7 +354,7 @@ class CycleGANTrainer:
             bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
         try:
-            while self.step < t.steps:
+            while self.step < stop_at:
                 for _ in range(self.config.optim.n_critic - 1):  # extra critic updates (WGAN)
                     batch = next(stream)
                     fake_a, fake_b = self._fakes(batch)
@@ -400,7 +403,7 @@ class CycleGANTrainer:
                     if metrics:
                         self.logger.log({"step": self.step, **{f"eval_{k}": v for k, v in metrics.items()}})
                         self._maybe_keep_best(metrics)
-                if self.step % t.checkpoint_every == 0 or self.step == t.steps:
+                if self.step % t.checkpoint_every == 0 or self.step in (t.steps, stop_at):
                     self.save()
         except KeyboardInterrupt:
             if bar is not None:
