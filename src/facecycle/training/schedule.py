@@ -22,7 +22,9 @@ class LinearDecaySchedule:
         self.optimizer = optimizer
         self.total_steps = total_steps
         self.decay_steps = decay_steps
-        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        # Like torch's schedulers, remember the undecayed LR in the param group so a second
+        # schedule on the same optimizer does not take an already-decayed LR as its base.
+        self.base_lrs = [g.setdefault("initial_lr", g["lr"]) for g in optimizer.param_groups]
         self.step_count = 0
         self._apply()
 

@@ -1,0 +1,55 @@
+"""Network shapes, initialisation, odd input sizes through the inference padding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from facecycle.config import Config, with_values
+from facecycle.errors import ConfigError
+from facecycle.inference.translate import pad_to_multiple
+from facecycle.models.build import build_discriminator, build_generator
+
+
+def tiny(**model) -> Config:
+    return with_values(Config(), data={"crop_size": 32, "load_size": 32},
+                       model={"gen_width": 8, "disc_width": 8, "gen_blocks": 2, **model})
+
+
+def test_paper_model_sizes() -> None:
+    config = Config()
+    g, d = build_generator(config), build_discriminator(config)
+    # Same parameter counts as the reference ResNet-9 generator and 70x70 PatchGAN.
+    assert sum(p.numel() for p in g.parameters()) == 11_378_179
+    assert sum(p.numel() for p in d.parameters()) == 2_764_737
+    weights = torch.cat([m.weight.flatten() for m in g.modules() if isinstance(m, torch.nn.Conv2d)])
+    assert abs(weights.std().item() - 0.02) < 0.002 and abs(weights.mean().item()) < 0.001
+
+
+@pytest.mark.parametrize("generator", ["resnet", "unet"])
+@pytest.mark.parametrize("size", [(50, 70), (33, 45), (17, 9)])
+def test_generators_keep_odd_sizes_after_padding(generator: str, size: tuple[int, int]) -> None:
+    g = build_generator(tiny(generator=generator, gen_attention=True)).eval()
+    x = torch.rand(2, 3, *size) * 2 - 1
+    padded, (h, w) = pad_to_multiple(x, g.size_multiple)
+    assert padded.shape[-2] % g.size_multiple == 0 and padded.shape[-1] % g.size_multiple == 0
+    with torch.no_grad():
+        out = g(padded)[..., :h, :w]
+    assert out.shape == x.shape and out.abs().max() <= 1
+
+
+def test_discriminator_variants_return_weighted_branches() -> None:
+    x = torch.randn(1, 3, 96, 96)
+    dual = build_discriminator(with_values(tiny(discriminator="dual", disc_layers=3, disc_layers_2=5),
+                                           data={"crop_size": 96, "load_size": 96}, loss={"dual_lambda": 0.25}))
+    out = dual(x)
+    assert len(out) == 2 and dual.branch_weights == [0.25, 0.75]
+    assert out[0].shape[-1] > out[1].shape[-1]  # the 5-layer D sees larger patches
+    ms = build_discriminator(with_values(tiny(discriminator="multiscale", disc_scales=3, spectral_norm=True),
+                                         data={"crop_size": 96, "load_size": 96}))
+    assert len(ms(x)) == 3 and ms.branch_weights == pytest.approx([1 / 3] * 3)
+
+
+def test_too_small_input_for_deep_discriminator_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="needs at least 96 px"):
+        build_discriminator(tiny(disc_layers=5))
