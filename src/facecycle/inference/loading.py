@@ -74,6 +74,8 @@ def load_generator(path: str | Path, direction: str = "a2b", device: torch.devic
     check_direction(direction)
     dev = resolve_device("auto") if device is None else torch.device(device)
     file = ckpt.resolve_checkpoint(path)
+    import facecycle.inference.exported  # noqa: F401  (registers the .onnx/.ts/.safetensors loaders)
+
     loader = LOADERS.get(file.suffix.lower())
     if loader is not None:
         return loader(file, direction, dev)
