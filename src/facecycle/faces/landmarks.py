@@ -226,7 +226,6 @@ class FaceDetector:
         self._last_ts = -1
         if backend == "mediapipe":
             find_landmarker_model(model_path)  # fail now, not on the first frame
-        _LIVE.add(self)
 
     # -- public -----------------------------------------------------------------------------
     def detect(self, image: np.ndarray, timestamp_ms: int | None = None) -> list[Face]:
@@ -275,7 +274,9 @@ class FaceDetector:
             min_tracking_confidence=self.min_confidence,
             output_face_blendshapes=True,
         )
-        return mp, vision.FaceLandmarker.create_from_options(options)
+        task = vision.FaceLandmarker.create_from_options(options)
+        _close_at_exit(self)
+        return mp, task
 
     @staticmethod
     def _run(mp, landmarker, rgb: np.ndarray, timestamp_ms: int | None) -> list[Face]:
@@ -314,15 +315,20 @@ class FaceDetector:
             return []
         if self._still is None:
             self._mp, self._still = self._create(False, 1)
+        cv2 = self._haar[0]
         h, w = rgb.shape[:2]
         faces = []
         for x, y, bw, bh in boxes[: self.max_faces]:
             # A face filling ~45 % of the crop is what the short-range detector likes best.
-            half = 1.1 * max(bw, bh)
-            cx, cy = x + bw / 2, y + bh / 2
-            x0, y0 = int(max(0, cx - half)), int(max(0, cy - half))
-            x1, y1 = int(min(w, cx + half)), int(min(h, cy + half))
-            found = self._run(self._mp, self._still, np.ascontiguousarray(rgb[y0:y1, x0:x1]), None)
+            # Where the crop leaves the photo (a face that fills the frame) it is padded by
+            # replicating the edge rather than clipped, so the face keeps that proportion.
+            half = int(round(1.1 * max(bw, bh)))
+            cx, cy = x + bw // 2, y + bh // 2
+            x0, y0, x1, y1 = cx - half, cy - half, cx + half, cy + half
+            crop = rgb[max(0, y0) : min(h, y1), max(0, x0) : min(w, x1)]
+            crop = cv2.copyMakeBorder(crop, max(0, -y0), max(0, y1 - h), max(0, -x0), max(0, x1 - w),
+                                      cv2.BORDER_REPLICATE)
+            found = self._run(self._mp, self._still, np.ascontiguousarray(crop), None)
             if found:
                 f = found[0]
                 offset = np.array([x0, y0], np.float32)
@@ -353,15 +359,30 @@ class FaceDetector:
         return [self._haar_face(b) for b in self._haar_boxes(rgb)]
 
 
-# Close every live detector before interpreter teardown: MediaPipe's own __del__ fails noisily
-# when it runs after its C bindings are gone.
-_LIVE: "weakref.WeakSet[FaceDetector]" = weakref.WeakSet()
+def _close_at_exit(detector: FaceDetector) -> None:
+    """Close `detector` when the interpreter exits, *before* thread pools shut down.
 
+    MediaPipe's `close()` (also run by its `__del__`) submits to a concurrent.futures pool;
+    plain `atexit` handlers run after those pools are shut down, so closing there (or
+    leaving it to `__del__`) prints "cannot schedule new futures after shutdown". Hooks
+    registered with `threading._register_atexit` run earlier, in reverse order, hence
+    before the pool's own hook registered when mediapipe was imported.
+    """
+    ref = weakref.ref(detector)
 
-@atexit.register
-def _close_all() -> None:
-    for detector in list(_LIVE):
-        detector.close()
+    def close() -> None:
+        live = ref()
+        if live is not None:
+            live.close()
+
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        try:
+            register(close)
+        except RuntimeError:  # already shutting down
+            pass
+    else:  # pragma: no cover - other Python implementations
+        atexit.register(close)
 
 
 _DEFAULT: FaceDetector | None = None
