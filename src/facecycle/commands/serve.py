@@ -1,0 +1,66 @@
+"""`facecycle serve`: a local web demo (upload a photo, see before/after) and a JSON/HTTP API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve", help="web demo and HTTP API for a trained or exported generator",
+        description="Serve a page at http://HOST:PORT/ (upload or drop a photo, choose the direction, "
+                    "download the result) and an API: POST /api/translate (multipart 'file' + "
+                    "'direction') -> PNG; GET /api/info -> JSON.")
+    p.add_argument("--checkpoint", required=True, help="run directory, checkpoint file or exported generator")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it, unauthenticated)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest accepted upload (default 10 MB)")
+    p.add_argument("--max-size", type=int, default=1024,
+                   help="translate images whose longer side exceeds this at that size, then resize back "
+                        "(0 = always full size)")
+    p.add_argument("--direction", default=None, choices=["a2b", "b2a"],
+                   help="default direction on the page (default: a2b, or an export's own direction)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import socket
+
+    from facecycle.errors import ConfigError, require
+
+    if args.max_upload_mb <= 0:
+        raise ConfigError("--max-upload-mb must be > 0")
+    if args.max_size < 0:
+        raise ConfigError("--max-size must be >= 0 (0 = full size)")
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port must be in 1..65535, got {args.port}")
+    uvicorn = require("uvicorn", "serve", "facecycle serve")
+    require("fastapi", "serve", "facecycle serve")
+    require("multipart", "serve", "facecycle serve (uploads)")
+    # Fail before loading the model when the address is unusable.
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); "
+                              "choose another --port or stop the program using it") from None
+
+    from facecycle.inference.translator import Translator
+    from facecycle.serve.app import MB, ServeOptions, TranslatorPipeline, create_app
+
+    translator = Translator.load(args.checkpoint, device=args.device, direction=args.direction)
+    options = ServeOptions(max_upload_bytes=int(args.max_upload_mb * MB), max_size=args.max_size or None)
+    app = create_app(TranslatorPipeline(translator, options.max_size), options)
+    shown_host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"facecycle serve: {translator!r}", flush=True)
+    print(f"facecycle serve: open http://{shown_host}:{args.port}/  (Ctrl+C to stop)", flush=True)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host} makes the demo reachable from other machines, "
+              "without authentication", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0

@@ -1,0 +1,232 @@
+"""The web demo: a FastAPI app with one self-contained page and a small JSON/HTTP API.
+
+Routes
+------
+``GET /``                 the demo page (inline CSS/JS, no external resources)
+``GET /api/info``         JSON: directions, channels, sizes, model, limits, optional features
+``POST /api/translate``   multipart form: ``file`` (the image), ``direction`` (optional),
+                          ``faces`` / ``expression`` (only when /api/info lists them) -> PNG
+``GET /api/health``       ``{"status": "ok"}``
+
+Every error is JSON ``{"error": "<what happened and what to do>"}`` with a 4xx status
+(400 bad request, 413 too large, 415 not an image); unexpected failures give 500 with a short
+message, never a traceback.
+
+Extension point: the server runs a pipeline object; :class:`TranslatorPipeline`
+translates the whole image. Face paste-back or conditional translation plug in by
+subclassing it, declaring the feature in ``features`` (the page then shows its control) and
+handling ``RequestOptions.faces`` / ``RequestOptions.expression`` in ``__call__``.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Awaitable, Callable, MutableMapping
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from PIL import Image, UnidentifiedImageError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from facecycle import __version__
+from facecycle.errors import FacecycleError
+from facecycle.inference.translator import Translator
+
+MB = 1024 * 1024
+MULTIPART_SLACK = 64 * 1024  # form boundaries and the small text fields around the file
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Limits of one server. `max_size`: longer image side processed (larger images are
+    translated at this size and resized back; None = full size). `max_pixels`: decoded images
+    above this are refused (decompression bombs)."""
+
+    max_upload_bytes: int = 10 * MB
+    max_size: int | None = 1024
+    max_pixels: int = 40_000_000
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """Per-request choices beyond the direction; each is honoured only when the pipeline
+    declares the matching feature."""
+
+    faces: bool = False
+    expression: str | None = None
+
+
+class OptionNotAvailable(FacecycleError):
+    """A request asked for a feature this server was not started with."""
+
+
+class TranslatorPipeline:
+    """Whole-image translation with a `Translator`.
+
+    `features` is what /api/info reports and what the page shows controls for:
+    ``{"faces": bool, "expressions": [names]}``.
+    """
+
+    features: dict[str, Any] = {"faces": False, "expressions": []}
+
+    def __init__(self, translator: Translator, max_size: int | None = None) -> None:
+        self.translator = translator
+        self.max_size = max_size
+
+    def info(self) -> dict[str, Any]:
+        return {**self.translator.info(), "features": dict(self.features)}
+
+    def __call__(self, image: Image.Image, direction: str, options: RequestOptions) -> Image.Image:
+        """RGB/L/RGBA PIL image of any size -> translated PIL image of the same size."""
+        if options.faces:
+            raise OptionNotAvailable("face mode is not available on this server (start it with --faces)")
+        if options.expression:
+            raise OptionNotAvailable("this model is not conditional; target expressions are not available")
+        return self.translator.translate(image, direction=direction, max_size=self.max_size)
+
+
+def page_html() -> str:
+    """The demo page shipped in facecycle/serve/static/index.html."""
+    return resources.files("facecycle.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+
+
+# ---- upload size limit (pure ASGI, so oversized bodies are refused while streaming) ----------
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+
+
+class LimitUploadSize:
+    """Refuse request bodies above `max_body` bytes with 413, before the whole body is read.
+
+    A declared Content-Length above the limit is answered at once; a body that grows past it
+    (chunked uploads) raises an HTTP 413 inside the endpoint that is reading it.
+    """
+
+    def __init__(self, app: Callable[..., Awaitable[None]], max_body: int, message: str) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.message = message
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            await JSONResponse({"error": self.message}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise HTTPException(413, self.message)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+# ---- the app -------------------------------------------------------------------------------
+
+
+def create_app(pipeline: TranslatorPipeline, options: ServeOptions = ServeOptions()) -> FastAPI:
+    """A FastAPI app serving `pipeline` under `options` (run it with uvicorn)."""
+    limit_mb = f"{options.max_upload_bytes / MB:g} MB"
+    too_large = (f"the upload is larger than this server's {limit_mb} limit; send a smaller image "
+                 "(or restart the server with a larger --max-upload-mb)")
+    app = FastAPI(title="facecycle", version=__version__, docs_url=None, redoc_url=None)
+    app.add_middleware(LimitUploadSize, max_body=options.max_upload_bytes + MULTIPART_SLACK, message=too_large)
+    compute_lock = threading.Lock()  # one translation at a time: each already uses every CPU core
+    page = page_html()
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": f"bad request: {exc.errors()[0].get('msg', 'invalid input')}"}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The traceback goes to the server log (uvicorn prints it); the client gets one line.
+        return JSONResponse({"error": f"internal error while handling the request ({type(exc).__name__}); "
+                                      "see the server log"}, status_code=500)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/api/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/api/info")
+    async def info() -> dict[str, Any]:
+        return {**pipeline.info(), "version": __version__, "max_upload_bytes": options.max_upload_bytes,
+                "max_size": options.max_size}
+
+    @app.post("/api/translate")
+    async def translate(request: Request) -> Response:
+        form = await request.form(max_files=1, max_fields=8)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HTTPException(400, "send the image as a multipart/form-data file field named 'file'")
+        data = await upload.read()
+        if len(data) > options.max_upload_bytes:
+            raise HTTPException(413, too_large)
+        if not data:
+            raise HTTPException(400, "the uploaded file is empty")
+        info_now = pipeline.info()
+        direction = str(form.get("direction") or info_now["default_direction"])
+        if direction not in info_now["directions"]:
+            raise HTTPException(400, f"direction '{direction}' is not available; choose one of: "
+                                     f"{', '.join(info_now['directions'])}")
+        request_options = RequestOptions(faces=str(form.get("faces", "")).lower() in ("1", "true", "on", "yes"),
+                                         expression=str(form.get("expression") or "") or None)
+        image = decode_image(data, options.max_pixels, getattr(upload, "filename", None) or "upload")
+
+        def work() -> bytes:
+            with compute_lock:
+                result = pipeline(image, direction, request_options)
+            buffer = io.BytesIO()
+            result.save(buffer, format="PNG")
+            return buffer.getvalue()
+
+        try:
+            png = await run_in_threadpool(work)
+        except FacecycleError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return Response(png, media_type="image/png",
+                        headers={"Content-Disposition": 'inline; filename="translated.png"',
+                                 "X-Facecycle-Direction": direction})
+
+    return app
+
+
+def decode_image(data: bytes, max_pixels: int, name: str = "upload") -> Image.Image:
+    """Decode uploaded bytes fully; raises HTTP 415 (not an image), 413 (too many pixels) or 400 (damaged)."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise HTTPException(415, f"'{name}' is not an image this server can read; upload a PNG, JPEG, WebP "
+                                 "or BMP photo") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise HTTPException(413, f"the image is {width}x{height} pixels; this server accepts at most "
+                                 f"{max_pixels / 1e6:g} megapixels")
+    try:
+        image.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise HTTPException(400, f"'{name}' could not be decoded (damaged or truncated?): {exc}") from None
+    return image
