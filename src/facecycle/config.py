@@ -254,10 +254,28 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     return value
 
 
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+def preset_names() -> list[str]:
+    """Presets shipped with the package (`configs/` in the repository)."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def preset_path(name_or_path: str | Path) -> Path:
+    """A YAML path as given, or the shipped preset of that name (`demo`, `selfie2anime`, ...)."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    shipped = PRESET_DIR / f"{p.stem if p.suffix in ('.yaml', '.yml') else p.name}.yaml"
+    if p.parent == Path(".") or p.parent.name == "configs":
+        if shipped.is_file():
+            return shipped
+    raise ConfigError(f"config file not found: {p}; shipped presets: {', '.join(preset_names())}")
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
+    p = preset_path(path)
     try:
         raw = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as exc:

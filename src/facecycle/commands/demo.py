@@ -1,0 +1,22 @@
+"""`facecycle demo`: build cartoon data offline, train briefly on the CPU, write an HTML page."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("demo", help="offline end-to-end demo: cartoon sad <-> happy in a few minutes")
+    p.add_argument("--out", default="demo_out", help="output folder (data, run, page)")
+    p.add_argument("--minutes", type=float, default=8.0, help="total time budget; training gets what is left")
+    p.add_argument("--images", type=int, default=300, help="training images per domain")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from facecycle.demo import run_demo
+
+    run_demo(args.out, minutes=args.minutes, n_train=args.images, seed=args.seed, progress=not args.quiet)
+    return 0

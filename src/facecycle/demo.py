@@ -1,0 +1,171 @@
+"""`facecycle demo`: offline cartoon sad <-> happy, trained on the CPU within a time budget.
+
+Steps: render an unpaired avatar dataset (different identities in A and B), calibrate the
+training speed on this machine, fit `train.steps` to the remaining budget (so the LR schedule
+still decays to zero), train, translate the held-out faces both ways, and write an HTML page
+with before/after grids and loss curves.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+from facecycle.config import Config, resolve, with_values
+from facecycle.data.images import make_grid, pil_to_tensor, load_image
+
+DEMO_SIZE = 64
+
+
+def calibrate_steps_per_second(config: Config, run_dir: Path, probe_steps: int = 4) -> float:
+    """Generator updates per second of `config` on this machine (one warm-up step excluded)."""
+    from facecycle.training.trainer import CycleGANTrainer
+
+    probe = with_values(config, train={"steps": probe_steps + 1, "checkpoint_every": 10**9,
+                                       "sample_every": 10**9, "log_every": 10**9})
+    trainer = CycleGANTrainer(probe, run_dir, progress=False)
+    trainer.logger.enabled = False
+    trainer.fit(until_step=1)  # warm-up: allocator, first-touch
+    start = time.perf_counter()
+    trainer.fit(until_step=probe_steps + 1)
+    return probe_steps / (time.perf_counter() - start)
+
+
+def loss_curve_png(stats: list[dict], path: Path) -> Optional[Path]:
+    """Plot every `loss_*` series of stats.jsonl records; None when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    records = [r for r in stats if "loss_G" in r]
+    if not records:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    steps = [r["step"] for r in records]
+    for key in ("loss_G_ab_gan", "loss_G_ba_gan", "loss_D_a", "loss_D_b"):
+        axes[0].plot(steps, [r.get(key, float("nan")) for r in records], label=key[5:])
+    for key in ("loss_cycle_a", "loss_cycle_b", "loss_idt_a", "loss_idt_b"):
+        if any(key in r for r in records):
+            axes[1].plot(steps, [r.get(key, float("nan")) for r in records], label=key[5:])
+    axes[0].set_title("adversarial"); axes[1].set_title("reconstruction (L1)")
+    for ax in axes:
+        ax.set_xlabel("step"); ax.legend(fontsize=8); ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def before_after_grid(inputs: list[Path], outputs: list[Path], path: Path, columns: int = 4) -> Path:
+    """Pairs (input | output) laid out `columns` pairs per row, upscaled x2 for viewing."""
+    tiles = [(pil_to_tensor(load_image(i)), pil_to_tensor(load_image(o))) for i, o in zip(inputs, outputs)]
+    rows = []
+    for start in range(0, len(tiles), columns):
+        row = []
+        for before, after in tiles[start:start + columns]:
+            row += [before, after]
+        rows.append(row)
+    grid = make_grid(rows, pad=3)
+    grid = grid.resize((grid.width * 2, grid.height * 2), resample=0)
+    grid.save(path)
+    return path
+
+
+def write_page(out: Path, info: dict) -> Path:
+    def img(name: Optional[str], alt: str) -> str:
+        return f'<img src="{html.escape(name)}" alt="{html.escape(alt)}">' if name else "<p>(not available)</p>"
+
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in info["facts"].items())
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>facecycle demo: sad &harr; happy</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
+img{{max-width:100%;image-rendering:pixelated;border:1px solid #ddd}}table{{border-collapse:collapse}}
+th,td{{text-align:left;padding:.2em .8em;border-bottom:1px solid #eee}}.note{{color:#555}}</style></head>
+<body><h1>facecycle demo: cartoon sad &harr; happy</h1>
+<p class="note">A CycleGAN trained on this machine from two <em>unpaired</em> folders of cartoon faces
+(sad identities in A, different happy identities in B). Below: held-out faces the model never saw,
+each shown as <b>before | after</b>.</p>
+<h2>sad &rarr; happy (G_ab)</h2>{img(info.get("grid_a2b"), "sad to happy before/after pairs")}
+<h2>happy &rarr; sad (G_ba)</h2>{img(info.get("grid_b2a"), "happy to sad before/after pairs")}
+<h2>Training samples (real | fake | reconstructed | identity)</h2>{img(info.get("samples"), "training sample grid")}
+<h2>Loss curves</h2>{img(info.get("curves"), "loss curves")}
+<h2>Run</h2><table>{rows}</table>
+</body></html>
+"""
+    path = out / "index.html"
+    path.write_text(page)
+    return path
+
+
+def run_demo(out_dir: str | Path, minutes: float = 8.0, n_train: int = 300, n_test: int = 16,
+             seed: int = 0, progress: bool = True) -> Path:
+    """Build data, train for about `minutes` in total, translate held-out faces; returns the page path."""
+    from facecycle.data.avatars import build_unpaired_dataset
+    from facecycle.inference.loading import load_generator
+    from facecycle.inference.translate import translate_folder
+    from facecycle.training.logging import read_stats
+    from facecycle.training.trainer import CycleGANTrainer
+
+    started = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"[1/4] rendering {2 * (n_train + n_test)} cartoon faces (sad = A, happy = B) ...", flush=True)
+    data = build_unpaired_dataset(out / "data", n_train, n_train, DEMO_SIZE, seed, "sad", "happy", n_test=n_test)
+    run_dir = out / "run"
+    config = resolve("demo", flags={"data.data_a": str(data["trainA"]), "data.data_b": str(data["trainB"]),
+                                    "train.seed": seed})
+    print("[2/4] measuring training speed ...", flush=True)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as probe_dir:
+        steps_per_s = calibrate_steps_per_second(config, Path(probe_dir))
+    # Leave room for translation and the page (about 5 % of the budget, at least 20 s).
+    train_seconds = max(minutes * 60 - (time.perf_counter() - started) - max(20.0, minutes * 3), 10.0)
+    steps = max(int(train_seconds * steps_per_s), 20)
+    config = with_values(config, train={"steps": steps, "sample_every": max(steps // 4, 1),
+                                        "checkpoint_every": max(steps // 4, 1)})
+    import shutil
+
+    shutil.rmtree(run_dir, ignore_errors=True)  # a demo run always starts fresh
+    print(f"[3/4] training {steps} steps (~{train_seconds / 60:.1f} min at {steps_per_s:.2f} steps/s, "
+          f"batch {config.train.batch_size}) -> {run_dir}", flush=True)
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(config.to_yaml())
+    trainer = CycleGANTrainer(config, run_dir, progress=progress)
+    train_start = time.perf_counter()
+    last = trainer.fit()
+    train_time = time.perf_counter() - train_start
+
+    print("[4/4] translating held-out faces and writing the page ...", flush=True)
+    info: dict = {"facts": {}}
+    for direction, source in (("a2b", data["testA"]), ("b2a", data["testB"])):
+        generator = load_generator(run_dir, direction, "cpu")
+        result = translate_folder(generator, source, out / f"translated_{direction}")
+        inputs = sorted(Path(source).glob("*.png"))
+        outputs = [out / f"translated_{direction}" / p.name for p in inputs]
+        info[f"grid_{direction}"] = before_after_grid(inputs, outputs, out / f"grid_{direction}.png").name
+        info["facts"][f"held-out images {direction}"] = len(result["written"])
+    samples = sorted((run_dir / "samples").glob("*.png"))
+    if samples:
+        shutil.copy(samples[-1], out / "samples.png")
+        info["samples"] = "samples.png"
+    curves = loss_curve_png(read_stats(run_dir), out / "loss_curves.png")
+    info["curves"] = curves.name if curves else None
+    total = time.perf_counter() - started
+    info["facts"].update({
+        "training steps": steps, "batch size": config.train.batch_size, "image size": f"{DEMO_SIZE} px",
+        "training images/s per domain (last log window)": f"{last.get('images_per_s', float('nan')):.2f}",
+        "training time": f"{train_time:.0f} s", "demo wall time": f"{total:.0f} s",
+        "device": str(trainer.device), "run directory": str(run_dir),
+    })
+    (out / "demo.json").write_text(json.dumps(info["facts"], indent=2))
+    page = write_page(out, info)
+    print(f"done in {total / 60:.1f} min; training {last.get('images_per_s', float('nan')):.2f} images/s per domain")
+    print(f"open {page.resolve()}")
+    return page
