@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,10 @@ def find_fid_weights(weights: str | os.PathLike[str] | None = None) -> Path:
 @functools.lru_cache(maxsize=2)
 def _load(path: str) -> torch.jit.ScriptModule:
     try:
-        net = torch.jit.load(path, map_location="cpu")
+        with warnings.catch_warnings():
+            # torch 2.9+ deprecates TorchScript; this asset only exists in that format.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            net = torch.jit.load(path, map_location="cpu")
     except (RuntimeError, ValueError) as exc:
         raise FacecycleError(f"cannot load the FID Inception network from {path}: {exc}") from None
     return net.eval()
@@ -99,10 +103,14 @@ def extract_features(images: Images, weights: str | os.PathLike[str] | None = No
 
 def _scipy_sqrtm(matrix: np.ndarray) -> np.ndarray:
     linalg = require("scipy.linalg", "eval", "FID")
-    try:
-        result = linalg.sqrtm(matrix, disp=False)
-    except TypeError:  # scipy versions that removed `disp`
-        return linalg.sqrtm(matrix)
+    # Singular inputs are expected (and handled by the caller); scipy's warnings about
+    # them would only alarm users.
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            result = linalg.sqrtm(matrix, disp=False)
+        except TypeError:  # scipy versions that removed `disp`
+            result = linalg.sqrtm(matrix)
     return result[0] if isinstance(result, tuple) else result
 
 

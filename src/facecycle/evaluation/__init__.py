@@ -1,0 +1,15 @@
+"""Evaluation: FID/KID, LPIPS, SSIM/MS-SSIM/PSNR, identity, expression, reports.
+
+Heavy dependencies (the Inception network, dlib, LiteRT, MediaPipe, matplotlib) load only
+when the metric that needs them runs. Entry points:
+
+- `evaluate_translations` (metrics.py): all metrics for one set of translations.
+- `PeriodicEvaluator` (periodic.py): never-raising scores during training.
+- `write_report` (report.py): metrics.json + report.html.
+"""
+
+from facecycle.evaluation.metrics import DEFAULT_METRICS, METRICS, evaluate_translations
+from facecycle.evaluation.periodic import PeriodicEvaluator
+from facecycle.evaluation.report import write_report
+
+__all__ = ["DEFAULT_METRICS", "METRICS", "PeriodicEvaluator", "evaluate_translations", "write_report"]
