@@ -35,18 +35,26 @@ def raw_folder(tmp_path: Path, shared_faces: Path) -> Path:
 
 
 def test_prepare_faces_cli(cli_env, raw_folder, tmp_path):
+    pytest.importorskip("av")
+    from test_faces_video import REPEAT, make_clip
+
+    photos = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(raw_folder.glob("*/*.jpg"))[1:3]]
+    make_clip(raw_folder / "clip.mp4", photos + [np.full_like(photos[0], 90)])  # 3 x REPEAT frames
     out = tmp_path / "prepared"
     res = run(cli_env, "prepare", "faces", "--input", str(raw_folder), "--output", str(out),
-              "--size", "128", "--masks", "--regions", "mouth")
+              "--size", "128", "--masks", "--regions", "mouth", "--every", str(REPEAT))
     assert res.returncode == 0, res.stderr
-    assert "wrote 3 aligned face(s)" in res.stdout and "unreadable: 1" in res.stdout
+    assert "wrote 5 aligned face(s)" in res.stdout and "unreadable: 1" in res.stdout
     report = json.loads((out / "report.json").read_text())
-    assert report["images_read"] == 4 and report["faces_written"] == 3
-    assert report["no_face"] == [str(raw_folder / "flat.png")]
+    assert report["images_read"] == 4 and report["videos_read"] == 1 and report["frames_read"] == 3
+    assert report["faces_written"] == 5
+    assert report["no_face"] == [f"{raw_folder / 'clip.mp4'}#frame={2 * REPEAT}", str(raw_folder / "flat.png")]
+    frames = sorted(p.name for p in (out / "images" / "clip").iterdir())
+    assert frames == ["frame_000000.png", f"frame_{REPEAT:06d}.png"]
     assert [u["file"] for u in report["unreadable"]] == [str(raw_folder / "broken.jpg")]
     assert report["skipped_other"] == [str(raw_folder / "notes.txt")]
     images = sorted(p.relative_to(out / "images") for p in (out / "images").rglob("*.png"))
-    assert Path("anger/Colin_Powell_0030.png") in images and len(images) == 3
+    assert Path("anger/Colin_Powell_0030.png") in images and len(images) == 5
     # Masks mirror the images exactly: same relative names and stems (what the trainer reads).
     assert sorted(p.relative_to(out / "masks") for p in (out / "masks").rglob("*.png")) == images
     assert sorted(p.relative_to(out / "masks_mouth") for p in (out / "masks_mouth").rglob("*.png")) == images
