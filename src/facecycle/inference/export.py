@@ -25,12 +25,13 @@ File names: facecycle recognises exports by suffix: ``.onnx``, ``.ts`` / ``.torc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -144,9 +145,27 @@ def export_generator(generator: LoadedGenerator, output: str | Path, fmt: str | 
     try:
         writer(generator, tmp, opset)
         os.replace(tmp, path)
+    except FacecycleError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - tracer/exporter errors come in many types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ExportError(f"{fmt} export of {generator.source} failed: {type(exc).__name__}: {first}"
+                          + (" (try another --opset)" if fmt == "onnx" else "")) from exc
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def quiet_torchscript() -> Iterator[None]:
+    """Silence torch's "torch.jit is deprecated" notices and tracer notes: TorchScript is still the
+    format C++ and mobile runtimes load, and the notices are nothing a facecycle user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*torch\.jit")
+        # The generators' reflection pads check sizes in Python; the checks hold for any input
+        # PadToMultiple produces, so the tracer's "might be incorrect" warnings are noise here.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        yield
 
 
 def _cpu_copy(generator: LoadedGenerator) -> nn.Module:
@@ -169,14 +188,11 @@ def _write_torchscript(generator: LoadedGenerator, path: Path, opset: int) -> No
     example = _example(generator)
     padded_example = torch.nn.functional.pad(
         example, (0, (-example.shape[3]) % generator.size_multiple, 0, (-example.shape[2]) % generator.size_multiple))
-    with warnings.catch_warnings():
-        # The generators' reflection pads check sizes in Python; the checks hold for any input
-        # the wrapper produces, so the tracer's "might be incorrect" warnings are noise here.
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        traced = torch.jit.trace(net, padded_example, check_trace=False)
-    scripted = torch.jit.script(PadToMultiple(traced, generator.size_multiple))
     metadata = export_metadata(generator, pads_input=True)
-    torch.jit.save(scripted, str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
+    with quiet_torchscript():
+        traced = torch.jit.trace(net, padded_example, check_trace=False)
+        scripted = torch.jit.script(PadToMultiple(traced, generator.size_multiple))
+        torch.jit.save(scripted, str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
 
 
 def _write_onnx(generator: LoadedGenerator, path: Path, opset: int) -> None:

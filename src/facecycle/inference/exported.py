@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from facecycle.errors import CheckpointError, require
-from facecycle.inference.export import EXPORT_FORMAT, METADATA_FILE, SUFFIX_TO_FORMAT
+from facecycle.inference.export import EXPORT_FORMAT, METADATA_FILE, SUFFIX_TO_FORMAT, quiet_torchscript
 from facecycle.inference.loading import LOADERS, LoadedGenerator, generator_from_state
 
 _REQUIRED = ("format", "direction", "channels", "size_multiple", "crop_size", "config")
@@ -128,7 +128,8 @@ def load_torchscript(path: Path, direction: str, device: torch.device) -> Loaded
     meta = read_metadata(path)
     _check_direction(path, meta, direction)
     try:
-        net = torch.jit.load(str(path), map_location=device)
+        with quiet_torchscript():
+            net = torch.jit.load(str(path), map_location=device)
     except Exception as exc:  # noqa: BLE001 - torch.jit raises RuntimeError subclasses with long messages
         raise CheckpointError(f"cannot load TorchScript file {path}: {str(exc).splitlines()[0]}") from None
     net.eval()
