@@ -28,6 +28,8 @@ def test_identical_images_have_zero_distance(faces: torch.Tensor) -> None:
 def test_distance_grows_with_distortion_strength(faces: torch.Tensor, net: str) -> None:
     g = torch.Generator().manual_seed(0)
     noise = torch.randn(faces.shape, generator=g)
+    if net == "vgg16":  # ~15x slower than AlexNet on CPU: fewer, smaller images
+        faces, noise = faces[:2, :, :64, :64], noise[:2, :, :64, :64]
     values = [lpips_distance(faces, (faces + s * noise).clamp(-1, 1), net=net).mean().item() for s in (0.02, 0.1, 0.3, 0.6)]
     assert all(a < b for a, b in zip(values, values[1:])), values
     assert values[0] > 0
