@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be in 1..65535, got {args.port}")
     uvicorn = require("uvicorn", "serve", "facecycle serve")
     require("fastapi", "serve", "facecycle serve")
-    require("multipart", "serve", "facecycle serve (uploads)")
+    require("python_multipart", "serve", "facecycle serve (uploads)")
     # Fail before loading the model when the address is unusable.
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:

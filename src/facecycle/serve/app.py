@@ -90,6 +90,13 @@ class TranslatorPipeline:
         return self.translator.translate(image, direction=direction, max_size=self.max_size)
 
 
+def human_bytes(count: int) -> str:
+    """10485760 -> "10 MB", 524288 -> "0.5 MB", 3000 -> "2.93 KB"."""
+    if count >= MB // 2:
+        return f"{count / MB:.3g} MB"
+    return f"{count / 1024:.3g} KB"
+
+
 def page_html() -> str:
     """The demo page shipped in facecycle/serve/static/index.html."""
     return resources.files("facecycle.serve").joinpath("static/index.html").read_text(encoding="utf-8")
@@ -141,8 +148,7 @@ class LimitUploadSize:
 
 def create_app(pipeline: TranslatorPipeline, options: ServeOptions = ServeOptions()) -> FastAPI:
     """A FastAPI app serving `pipeline` under `options` (run it with uvicorn)."""
-    limit_mb = f"{options.max_upload_bytes / MB:g} MB"
-    too_large = (f"the upload is larger than this server's {limit_mb} limit; send a smaller image "
+    too_large = (f"the upload is larger than this server's {human_bytes(options.max_upload_bytes)} limit; send a smaller image "
                  "(or restart the server with a larger --max-upload-mb)")
     app = FastAPI(title="facecycle", version=__version__, docs_url=None, redoc_url=None)
     app.add_middleware(LimitUploadSize, max_body=options.max_upload_bytes + MULTIPART_SLACK, message=too_large)
