@@ -3,12 +3,30 @@
 GAN math lives in facecycle.losses; this file owns the order of updates, the data position,
 checkpoints and logging. Counters: `step` = generator updates done; `epoch` and
 `batch_in_epoch` locate the data stream so a resumed run continues with the same batches.
+
+Speed and scale (issue 7):
+
+* Precision: `train.precision` bf16 (CPU and CUDA autocast) or fp16 (CUDA, with a GradScaler
+  whose state is checkpointed); `train.channels_last`; `train.compile` (torch.compile, falls
+  back to eager with a warning when the compiler is missing or fails); fused Adam.
+* Non-finite steps never need a host sync on CUDA: every update is computed, then applied
+  through the fused optimizer's `found_inf` mask (skipped when the loss or a gradient is not
+  finite); the flags are read on the host every `finite_check_every` steps (CUDA: log_every;
+  CPU, where a sync costs nothing: every step, which also skips the D step and the pool of a
+  bad G step as before). Skipped steps are logged, `max_bad_steps` consecutive ones stop the
+  run before any newer checkpoint is written.
+* Distributed: under torchrun the four nets are wrapped in DistributedDataParallel (gradients
+  are averaged across processes), only rank 0 writes checkpoints, logs, samples and runs the
+  evaluator. See `facecycle.training.distributed` for the details and limitations.
+* Data: `--data-a/--data-b` may name `.npy` caches from `facecycle prepare cache` (no decoding,
+  memory-mapped, same batches as the folders; see `facecycle.data.cache`).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import os
 import signal
 import time
 import warnings
@@ -16,11 +34,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
 from facecycle import __version__
 from facecycle.config import Config
+from facecycle.data.cache import CachedBatches, CachedDomain, is_cache
 from facecycle.data.images import load_image, make_grid, pil_to_tensor
 from facecycle.data.transforms import TransformSpec, apply_transform
 from facecycle.data.unpaired import Domain, UnpairedDataset, UnpairedSampler
@@ -29,6 +49,7 @@ from facecycle.losses import GAN_LOSSES, gradient_penalty
 from facecycle.losses.cyclegan import CycleWeights, discriminator_objective, generator_objective
 from facecycle.models.build import build_discriminator, build_generator
 from facecycle.training import checkpoint as ckpt
+from facecycle.training import distributed as fdist
 from facecycle.training.device import autocast, resolve_device
 from facecycle.training.logging import RunLogger, scalars
 from facecycle.training.pool import ImagePool
@@ -64,7 +85,11 @@ def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
 
 
 class CycleGANTrainer:
-    """Trains G_ab, G_ba, D_a, D_b on two unpaired folders; writes everything under `run_dir`."""
+    """Trains G_ab, G_ba, D_a, D_b on two unpaired folders; writes everything under `run_dir`.
+
+    `G_ab`, `G_ba`, `D_a`, `D_b` are always the plain modules (what checkpoints, samples and the
+    evaluator use); the training forward passes go through their DDP / compiled wrappers.
+    """
 
     def __init__(self, config: Config, run_dir: str | Path, rank: int = 0, world_size: int = 1,
                  progress: bool = True) -> None:
@@ -74,15 +99,33 @@ class CycleGANTrainer:
         self.is_main = rank == 0
         self.progress = progress and self.is_main
         self.device = resolve_device(config.train.device)
+        self.distributed = world_size > 1 and dist.is_available() and dist.is_initialized()
         t, d = config.train, config.data
+        # Per-rank seeds; rank 0 draws what a single process draws. DDP broadcasts rank 0's initial
+        # weights, so only data-independent randomness (dropout, WGAN-GP mixing) differs per rank.
         torch.manual_seed(t.seed + rank)
 
         if not d.data_a or not d.data_b:
             raise DataError("both domains are needed: pass --data-a DIR and --data-b DIR")
-        self.domain_a = Domain(d.data_a, "A", d.masks_a)
-        self.domain_b = Domain(d.data_b, "B", d.masks_b)
-        self.dataset = UnpairedDataset(self.domain_a, self.domain_b, d.channels,
-                                       TransformSpec(d.load_size, d.crop_size, d.flip, train=True))
+        self.cached: Optional[CachedBatches] = None
+        if is_cache(d.data_a) or is_cache(d.data_b):
+            if not (is_cache(d.data_a) and is_cache(d.data_b)):
+                raise DataError("one domain is a cache file and the other is not: pass two .npy caches "
+                                "(facecycle prepare cache) or two folders")
+            if d.masks_a or d.masks_b:
+                raise DataError("with caches, masks come from the cache: build it with "
+                                "`facecycle prepare cache --masks DIR` instead of passing --masks-a/--masks-b")
+            self.domain_a = CachedDomain(d.data_a, "A")  # type: ignore[assignment]
+            self.domain_b = CachedDomain(d.data_b, "B")  # type: ignore[assignment]
+            self.cached = CachedBatches(self.domain_a, self.domain_b,  # type: ignore[arg-type]
+                                        TransformSpec(d.load_size, d.crop_size, d.flip, train=True),
+                                        d.channels, self.device, channels_last=t.channels_last)
+            self.dataset = None
+        else:
+            self.domain_a = Domain(d.data_a, "A", d.masks_a)
+            self.domain_b = Domain(d.data_b, "B", d.masks_b)
+            self.dataset = UnpairedDataset(self.domain_a, self.domain_b, d.channels,
+                                           TransformSpec(d.load_size, d.crop_size, d.flip, train=True))
         per_rank = UnpairedSampler(len(self.domain_a), len(self.domain_b), t.seed, world_size=world_size).epoch_length
         if per_rank < t.batch_size:
             raise DataError(
@@ -94,6 +137,8 @@ class CycleGANTrainer:
         self.G_ba = build_generator(config).to(self.device)
         self.D_a = build_discriminator(config).to(self.device)
         self.D_b = build_discriminator(config).to(self.device)
+        if config.model.norm == "batch" and self.distributed:
+            self._sync_batch_norm()
         if t.channels_last:
             for net in self.nets.values():
                 net.to(memory_format=torch.channels_last)
@@ -102,9 +147,26 @@ class CycleGANTrainer:
         self.opt_D = self._optimizer(itertools.chain(self.D_a.parameters(), self.D_b.parameters()), config.optim.lr_d)
         self.sched_G = LinearDecaySchedule(self.opt_G, t.steps, config.decay_steps)
         self.sched_D = LinearDecaySchedule(self.opt_D, t.steps, config.decay_steps)
-        self.pool_a = ImagePool(t.pool_size, seed=t.seed * 2 + 1)
-        self.pool_b = ImagePool(t.pool_size, seed=t.seed * 2 + 2)
+        # Rank 0 keeps the single-process pool seeds; other ranks get their own replay choices.
+        self.pool_a = ImagePool(t.pool_size, seed=t.seed * 2 + 1 + 7919 * rank)
+        self.pool_b = ImagePool(t.pool_size, seed=t.seed * 2 + 2 + 7919 * rank)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
+
+        # Forward callables used by the training step: DDP-wrapped (gradient averaging) and/or
+        # compiled. D's plain modules serve the G step (D is frozen there, so DDP must not see it).
+        self._train_fwd: dict[str, Callable[..., Any]] = dict(self.nets)
+        self._frozen_fwd: dict[str, Callable[..., Any]] = dict(self.nets)
+        if self.distributed:
+            self._train_fwd = fdist.wrap_ddp(self.nets, self.device)
+        if t.compile:
+            self._train_fwd = {k: _compiled(k, f) for k, f in self._train_fwd.items()}
+            self._frozen_fwd = {k: _compiled(k + " (frozen)", f) for k, f in self._frozen_fwd.items()}
+
+        # Host reads of the non-finite flags: every step on the CPU (free there), every
+        # log_every steps on accelerators (each read is a device sync).
+        self.finite_check_every = 1 if self.device.type == "cpu" else t.log_every
+        self._pending: list[tuple[int, int, torch.Tensor, dict[str, torch.Tensor]]] = []
+        self.last_bad = torch.zeros((), device=self.device)  # flag of the last G step (0-d, on the device)
 
         self.step = 0
         self.epoch = 0
@@ -115,20 +177,40 @@ class CycleGANTrainer:
         self.evaluator: Optional[Callable[[nn.Module, nn.Module], Optional[dict[str, float]]]] = None
         self._sample_a: Optional[torch.Tensor] = None
         self._sample_b: Optional[torch.Tensor] = None
+        self._loader: Optional[DataLoader] = None
+        self._loader_sampler: Optional[UnpairedSampler] = None
 
     # ---- construction helpers ------------------------------------------------------------
     @property
     def nets(self) -> dict[str, nn.Module]:
         return {"G_ab": self.G_ab, "G_ba": self.G_ba, "D_a": self.D_a, "D_b": self.D_b}
 
+    def _sync_batch_norm(self) -> None:
+        if self.device.type != "cuda":
+            if self.is_main:
+                warnings.warn("model.norm=batch with several CPU processes: batch statistics are per process "
+                              "(SyncBatchNorm needs CUDA); running statistics follow rank 0", stacklevel=2)
+            return
+        for name in ("G_ab", "G_ba", "D_a", "D_b"):
+            setattr(self, name, nn.SyncBatchNorm.convert_sync_batchnorm(getattr(self, name)))
+
     def _optimizer(self, params: Iterator[nn.Parameter], lr: float) -> torch.optim.Optimizer:
         o = self.config.optim
         if o.optimizer == "rmsprop":
-            return torch.optim.RMSprop(params, lr=lr)
-        return torch.optim.Adam(params, lr=lr, betas=(o.beta1, o.beta2))
+            return torch.optim.RMSprop(params, lr=lr, foreach=True)
+        params = list(params)
+        if self.device.type in ("cpu", "cuda"):
+            # Fused: one kernel for all parameters, and it can skip a step on a device-side
+            # found_inf flag (see _apply_update) without a host sync.
+            try:
+                return torch.optim.Adam(params, lr=lr, betas=(o.beta1, o.beta2), fused=True)
+            except (RuntimeError, TypeError, ValueError):
+                pass
+        return torch.optim.Adam(params, lr=lr, betas=(o.beta1, o.beta2), foreach=True)
 
     # ---- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        t = self.config.train
         return {
             "format": CHECKPOINT_FORMAT,
             "version": __version__,
@@ -140,7 +222,9 @@ class CycleGANTrainer:
             "scaler": self.scaler.state_dict(),
             "rng": ckpt.capture_rng(),
             "counters": {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                         "world_size": self.world_size},
+                         "world_size": self.world_size,
+                         # global data positions consumed in this epoch (all ranks together)
+                         "positions_in_epoch": self.batch_in_epoch * t.batch_size * self.world_size},
             "best": dict(self.best),
         }
 
@@ -164,8 +248,13 @@ class CycleGANTrainer:
         counters = state["counters"]
         self.step, self.epoch = int(counters["step"]), int(counters["epoch"])
         saved_world = int(counters.get("world_size", 1))
-        # Positions are global; a different process count re-divides the remainder of the epoch.
-        self.batch_in_epoch = int(counters["batch_in_epoch"]) * saved_world // self.world_size
+        # Positions are global; another process count (or batch size) re-divides the rest of the
+        # epoch. Rounding down repeats at most a batch's worth of positions, it never skips any.
+        positions = counters.get("positions_in_epoch")
+        if positions is None:
+            self.batch_in_epoch = int(counters["batch_in_epoch"]) * saved_world // self.world_size
+        else:
+            self.batch_in_epoch = int(positions) // (self.world_size * self.config.train.batch_size)
         self.best = dict(state.get("best", {}))
         ckpt.restore_rng(state["rng"])
         if self.rank:
@@ -185,20 +274,47 @@ class CycleGANTrainer:
     # ---- data ------------------------------------------------------------------------------------
     def _num_workers(self) -> int:
         n = self.config.data.num_workers
-        return (4 if self.device.type == "cuda" else 0) if n < 0 else n
+        if n >= 0:
+            return n
+        # CPU training needs every core for compute; on CUDA, decode in parallel with the GPU.
+        return min(4, os.cpu_count() or 1) if self.device.type == "cuda" else 0
+
+    def _sampler(self) -> UnpairedSampler:
+        t = self.config.train
+        return UnpairedSampler(len(self.domain_a), len(self.domain_b), t.seed, self.epoch,
+                               start=self.batch_in_epoch * t.batch_size, rank=self.rank, world_size=self.world_size)
+
+    def _folder_epoch(self) -> Iterator[dict[str, torch.Tensor]]:
+        """One epoch from the folder pipeline. The DataLoader (and, on CUDA, its persistent worker
+        processes) is built once; only its sampler's (epoch, start) change between epochs, and the
+        sampler runs in this process, so the order stays a function of (seed, epoch, position)."""
+        t = self.config.train
+        sampler = self._sampler()
+        if self._loader is None:
+            workers = self._num_workers()
+            cuda = self.device.type == "cuda"
+            self._loader_sampler = sampler
+            self._loader = DataLoader(self.dataset, batch_size=t.batch_size, sampler=sampler, drop_last=True,
+                                      num_workers=workers, pin_memory=cuda,
+                                      persistent_workers=workers > 0 and cuda,
+                                      prefetch_factor=4 if workers > 0 else None)
+        else:
+            assert self._loader_sampler is not None
+            self._loader_sampler.epoch, self._loader_sampler.start = sampler.epoch, sampler.start
+        for batch in self._loader:
+            yield {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
     def batches(self) -> Iterator[dict[str, torch.Tensor]]:
         """Endless batches; advances `epoch`/`batch_in_epoch` as they are consumed."""
         t = self.config.train
         while True:
-            sampler = UnpairedSampler(len(self.domain_a), len(self.domain_b), t.seed, self.epoch,
-                                      start=self.batch_in_epoch * t.batch_size,
-                                      rank=self.rank, world_size=self.world_size)
-            loader = DataLoader(self.dataset, batch_size=t.batch_size, sampler=sampler, drop_last=True,
-                                num_workers=self._num_workers(), pin_memory=self.device.type == "cuda")
-            for batch in loader:
+            if self.cached is not None:
+                epoch = self.cached.epoch(self._sampler(), t.batch_size)
+            else:
+                epoch = self._folder_epoch()
+            for batch in epoch:
                 self.batch_in_epoch += 1
-                yield {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                yield batch
             self.epoch += 1
             self.batch_in_epoch = 0
 
@@ -213,58 +329,133 @@ class CycleGANTrainer:
                             identity_a=c.identity_a, identity_b=c.identity_b, ssim=l.ssim, ms_ssim=l.ms_ssim,
                             mask_weight=l.mask_weight, feature_cycle=l.feature_cycle)
 
+    def _found_bad(self, total: torch.Tensor, optimizer: torch.optim.Optimizer,
+                   extra: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """0-d float flag on the device: 1 when the loss or (fp32/bf16) any gradient is not finite.
+
+        With fp16 the GradScaler already skips steps with overflowing gradients (and lowers the
+        scale); that is routine, so only a non-finite loss counts as a bad step there. Under DDP
+        the flag is max-reduced so every rank takes the same decision (gradients are averaged
+        already, the losses are not)."""
+        bad = (~torch.isfinite(total.detach())).float()
+        if not self.scaler.is_enabled():
+            grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            if grads:
+                found = torch.zeros((), device=self.device)
+                torch._amp_foreach_non_finite_check_and_unscale_(grads, found, torch.ones((), device=self.device))
+                bad = torch.maximum(bad, found)
+        if extra is not None:
+            bad = torch.maximum(bad, extra)
+        if self.distributed:
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        return bad
+
+    def _apply_update(self, optimizer: torch.optim.Optimizer, bad: torch.Tensor) -> None:
+        """optimizer.step() unless `bad`; sync-free for fused Adam (its found_inf mask), a host
+        read of the flag otherwise (RMSprop, non-fused Adam)."""
+        if self.scaler.is_enabled():
+            # A non-finite loss gives non-finite gradients, which the scaler skips by itself.
+            self.scaler.step(optimizer)
+            self.scaler.update()
+            return
+        if optimizer.defaults.get("fused"):
+            optimizer.grad_scale, optimizer.found_inf = None, bad  # type: ignore[attr-defined]
+            try:
+                optimizer.step()
+            finally:
+                del optimizer.grad_scale, optimizer.found_inf  # type: ignore[attr-defined]
+        elif not bool(bad):
+            optimizer.step()
+
     def g_step(self, batch: dict[str, torch.Tensor]) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor], dict[str, torch.Tensor]]:
-        """One generator update. Returns (fake_a, fake_b, terms); fakes are None when the step was skipped."""
+        """One generator update. Returns (fake_a, fake_b, terms); fakes are None when the step was
+        skipped (non-finite loss or gradient) and that is known on the host right away
+        (`finite_check_every == 1`). Otherwise the flag stays on the device in `self.last_bad`."""
         real_a, real_b = self._prepare(batch["a"]), self._prepare(batch["b"])
         weights = self.cycle_weights()
+        G_ab, G_ba = self._train_fwd["G_ab"], self._train_fwd["G_ba"]
+        D_a, D_b = self._frozen_fwd["D_a"], self._frozen_fwd["D_b"]
         set_requires_grad([self.D_a, self.D_b], False)
         self.opt_G.zero_grad(set_to_none=True)
         with autocast(self.device, self.config.train.precision):
-            fake_b = self.G_ab(real_a)
-            rec_a = self.G_ba(fake_b)
-            fake_a = self.G_ba(real_b)
-            rec_b = self.G_ab(fake_a)
-            idt_a = self.G_ba(real_a) if weights.identity_a > 0 else None
-            idt_b = self.G_ab(real_b) if weights.identity_b > 0 else None
+            fake_b = G_ab(real_a)
+            rec_a = G_ba(fake_b)
+            fake_a = G_ba(real_b)
+            rec_b = G_ab(fake_a)
+            idt_a = G_ba(real_a) if weights.identity_a > 0 else None
+            idt_b = G_ab(real_b) if weights.identity_b > 0 else None
             features = None
             if weights.feature_cycle > 0:
                 features = (self.D_a.features(real_a), self.D_a.features(rec_a),
                             self.D_b.features(real_b), self.D_b.features(rec_b))
             total, terms = generator_objective(
-                self.gan, weights, self.D_a(fake_a), self.D_b(fake_b), self.D_a.branch_weights,
+                self.gan, weights, D_a(fake_a), D_b(fake_b), self.D_a.branch_weights,
                 self.D_b.branch_weights, real_a, real_b, rec_a, rec_b, idt_a, idt_b,
                 batch.get("mask_a"), batch.get("mask_b"), features)
-        if not torch.isfinite(total):
+        if self.finite_check_every == 1 and not self.distributed and not torch.isfinite(total):
+            # CPU: skip the backward pass of a step known to be bad (free to know there).
             self.opt_G.zero_grad(set_to_none=True)
+            self.last_bad = torch.ones((), device=self.device)
             return None, None, terms
         self.scaler.scale(total).backward()
-        self.scaler.step(self.opt_G)
-        self.scaler.update()
+        bad = self._found_bad(total, self.opt_G)
+        self._apply_update(self.opt_G, bad)
+        self.last_bad = bad
+        if self.finite_check_every == 1 and bool(bad):
+            self.opt_G.zero_grad(set_to_none=True)
+            return None, None, terms
         return fake_a.detach(), fake_b.detach(), terms
 
-    def d_step(self, real_a: torch.Tensor, real_b: torch.Tensor, fake_a: torch.Tensor, fake_b: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One update of D_a and D_b on real images and pooled fakes (`(N, C, H, W)` in [-1, 1])."""
+    def _pool_query(self, pool: ImagePool, fake: torch.Tensor, skip: Optional[torch.Tensor]) -> torch.Tensor:
+        """Pool query; with a device-side `skip` flag, pool slots written by a skipped step keep
+        their previous images (new slots of a skipped step hold zeros), without a host sync."""
+        if skip is None or pool.size == 0:
+            return pool.query(fake)
+        before = list(pool.images)
+        out = pool.query(fake)
+        keep = skip.bool()
+        for i, image in enumerate(pool.images):
+            if i >= len(before) or image is not before[i]:
+                old = before[i] if i < len(before) else torch.zeros_like(image)
+                pool.images[i] = torch.where(keep, old, image)
+        return out
+
+    def d_step(self, real_a: torch.Tensor, real_b: torch.Tensor, fake_a: torch.Tensor, fake_b: torch.Tensor,
+               skip: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+        """One update of D_a and D_b on real images and pooled fakes (`(N, C, H, W)` in [-1, 1]).
+
+        `skip`: optional 0-d device flag (the G step's); when set, the update is not applied."""
         l = self.config.loss
+        D_a, D_b = self._train_fwd["D_a"], self._train_fwd["D_b"]
         set_requires_grad([self.D_a, self.D_b], True)
         self.opt_D.zero_grad(set_to_none=True)
-        pooled_a, pooled_b = self.pool_a.query(fake_a), self.pool_b.query(fake_b)
+        pooled_a, pooled_b = self._pool_query(self.pool_a, fake_a, skip), self._pool_query(self.pool_b, fake_b, skip)
         with autocast(self.device, self.config.train.precision):
-            loss_a = discriminator_objective(self.gan, self.D_a.branch_weights, self.D_a(real_a), self.D_a(pooled_a))
-            loss_b = discriminator_objective(self.gan, self.D_b.branch_weights, self.D_b(real_b), self.D_b(pooled_b))
+            loss_a = discriminator_objective(self.gan, self.D_a.branch_weights, D_a(real_a), D_a(pooled_a))
+            loss_b = discriminator_objective(self.gan, self.D_b.branch_weights, D_b(real_b), D_b(pooled_b))
         terms = {"D_a": loss_a.detach(), "D_b": loss_b.detach()}
         total = loss_a + loss_b
         if self.gan.uses_gradient_penalty and l.gp > 0:
+            # Plain modules: the penalty's graph still feeds the one backward below, whose gradient
+            # hooks DDP registered per parameter, so they are averaged like the rest.
             gp = (gradient_penalty(self.D_a, self.D_a.branch_weights, real_a, pooled_a)
                   + gradient_penalty(self.D_b, self.D_b.branch_weights, real_b, pooled_b))
             total = total + l.gp * gp
             terms["gp"] = gp.detach()
-        if not torch.isfinite(total):
+        if self.finite_check_every == 1 and not self.distributed and not torch.isfinite(total):
             self.opt_D.zero_grad(set_to_none=True)
             terms["D_skipped"] = torch.ones(())
             return terms
         self.scaler.scale(total).backward()
-        self.scaler.step(self.opt_D)
-        self.scaler.update()
+        bad = self._found_bad(total, self.opt_D, skip)
+        self._apply_update(self.opt_D, bad)
+        if self.finite_check_every == 1:
+            if bool(bad):
+                terms["D_skipped"] = torch.ones(())
+        elif skip is None:
+            terms["D_skipped"] = bad
+        else:  # skipped because of the G step: already counted there
+            terms["D_skipped"] = torch.where(skip.bool(), torch.zeros_like(bad), bad)
         if self.gan.uses_clipping:
             with torch.no_grad():
                 for p in itertools.chain(self.D_a.parameters(), self.D_b.parameters()):
@@ -280,7 +471,12 @@ class CycleGANTrainer:
     def fixed_samples(self, count: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
         """The first `count` images of each domain, evaluation transform: `(n, C, S, S)` in [-1, 1]."""
         if self._sample_a is None:
-            spec = TransformSpec(crop_size=self.config.data.crop_size, train=False)
+            size = self.config.data.crop_size
+            if self.cached is not None:
+                self._sample_a = self.cached.samples("a", count, size)
+                self._sample_b = self.cached.samples("b", count, size)
+                return self._sample_a, self._sample_b
+            spec = TransformSpec(crop_size=size, train=False)
             def load(domain: Domain) -> torch.Tensor:
                 tensors = []
                 for path in domain.files[:count]:
@@ -309,7 +505,7 @@ class CycleGANTrainer:
 
     # ---- evaluation ----------------------------------------------------------------------------------
     def _evaluate(self) -> Optional[dict[str, float]]:
-        if self.evaluator is None:
+        if self.evaluator is None or not self.is_main:  # rank 0 evaluates, the others go on
             return None
         for net in self.nets.values():
             net.eval()
@@ -331,6 +527,31 @@ class CycleGANTrainer:
             if self.is_main:
                 ckpt.atomic_save(self.state_dict(), self.run_dir / ckpt.CHECKPOINT_DIR / "best.pt")
 
+    # ---- non-finite bookkeeping ----------------------------------------------------------------------
+    def _check_pending(self) -> None:
+        """Read the queued per-step flags (one host sync), log skipped steps, count consecutive ones;
+        raises TrainingDiverged at `max_bad_steps` in a row."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        flags = torch.stack([flag.reshape(()) for _, _, flag, _ in pending]).cpu().tolist()
+        t = self.config.train
+        for (step, epoch, _, terms), flag in zip(pending, flags):
+            if not flag:
+                self.bad_steps = 0
+                continue
+            self.bad_steps += 1
+            values = scalars(terms)
+            self.logger.log({"step": step, "epoch": epoch, "skipped": True,
+                             **{f"loss_{k}": (v if math.isfinite(v) else str(v)) for k, v in values.items()}})
+            warnings.warn(f"step {step}: non-finite generator loss or gradient, update skipped", stacklevel=2)
+            if self.bad_steps >= t.max_bad_steps:
+                raise TrainingDiverged(
+                    f"{self.bad_steps} consecutive steps had non-finite losses; training stopped at step "
+                    f"{step}. The last good checkpoint in {self.run_dir / ckpt.CHECKPOINT_DIR} is intact: "
+                    "lower the learning rates or use --set train.precision=fp32, then --resume"
+                )
+
     # ---- the loop ------------------------------------------------------------------------------------
     def fit(self, until_step: Optional[int] = None) -> dict[str, float]:
         """Train until `train.steps` (or stop early at `until_step`, with a checkpoint, leaving the
@@ -344,6 +565,7 @@ class CycleGANTrainer:
             net.train()
         stream = self.batches()
         window: dict[str, torch.Tensor] = {}
+        window_good: torch.Tensor | float = 0.0
         window_steps = 0
         window_start = time.perf_counter()
         last: dict[str, float] = {}
@@ -361,41 +583,41 @@ class CycleGANTrainer:
                     self.d_step(self._prepare(batch["a"]), self._prepare(batch["b"]), fake_a, fake_b)
                 batch = next(stream)
                 fake_a, fake_b, terms = self.g_step(batch)
-                if fake_a is None:
-                    self.bad_steps += 1
-                    values = {k: v for k, v in scalars(terms).items()}
-                    self.logger.log({"step": self.step + 1, "epoch": self.epoch, "skipped": True,
-                                     **{f"loss_{k}": (v if math.isfinite(v) else str(v)) for k, v in values.items()}})
-                    warnings.warn(f"step {self.step + 1}: non-finite generator loss, update skipped", stacklevel=1)
-                    if self.bad_steps >= t.max_bad_steps:
-                        raise TrainingDiverged(
-                            f"{self.bad_steps} consecutive steps had non-finite losses; training stopped at step "
-                            f"{self.step}. The last good checkpoint in {self.run_dir / ckpt.CHECKPOINT_DIR} is intact: "
-                            "lower the learning rates or use --set train.precision=fp32, then --resume"
-                        )
-                else:
-                    self.bad_steps = 0
-                    terms.update(self.d_step(self._prepare(batch["a"]), self._prepare(batch["b"]), fake_a, fake_b))
+                bad = self.last_bad
+                if fake_a is not None:
+                    skip = None if self.finite_check_every == 1 else bad
+                    terms.update(self.d_step(self._prepare(batch["a"]), self._prepare(batch["b"]), fake_a, fake_b, skip))
+                self._pending.append((self.step + 1, self.epoch, bad, terms))
                 self.step += 1
                 self.sched_G.step()
                 self.sched_D.step()
-                for k, v in terms.items():
-                    window[k] = window.get(k, 0) + v.detach().float()
+                good = 1.0 - bad.reshape(())
+                for k, v in terms.items():  # skipped steps stay out of the averages
+                    v = v.detach().float().to(good.device)
+                    window[k] = window.get(k, 0) + torch.where(good > 0, v, torch.zeros_like(v))
+                window_good = window_good + good
                 window_steps += 1
                 if bar is not None:
                     bar.update(1)
-                if self.step % t.log_every == 0 or self.step == t.steps:
+                checkpoint_now = self.step % t.checkpoint_every == 0 or self.step in (t.steps, stop_at)
+                log_now = self.step % t.log_every == 0 or self.step == t.steps
+                if checkpoint_now or log_now or self.step % self.finite_check_every == 0:
+                    self._check_pending()  # before any checkpoint: a diverged run never saves
+                if log_now:
                     elapsed = time.perf_counter() - window_start
                     rate = window_steps * t.batch_size * self.config.optim.n_critic * self.world_size / max(elapsed, 1e-9)
-                    losses = {f"loss_{k}": v / window_steps for k, v in scalars(window).items()}
+                    n_good = float(window_good)
+                    losses = {f"loss_{k}": (v / n_good if n_good else "nan") for k, v in scalars(window).items()}
                     last = {"step": self.step, "epoch": self.epoch, "lr_g": self.sched_G.lr, "lr_d": self.sched_D.lr,
                             "images_per_s": rate, **losses}
                     self.logger.log(last)
                     if bar is not None:
-                        bar.set_postfix({"G": f"{losses.get('loss_G', float('nan')):.3f}",
-                                         "D": f"{losses.get('loss_D_a', 0) + losses.get('loss_D_b', 0):.3f}",
+                        g = losses.get("loss_G", float("nan"))
+                        da, db = losses.get("loss_D_a", 0), losses.get("loss_D_b", 0)
+                        bar.set_postfix({"G": f"{g:.3f}" if isinstance(g, float) else g,
+                                         "D": f"{da + db:.3f}" if isinstance(da, float) and isinstance(db, float) else "nan",
                                          "img/s": f"{rate:.2f}"})
-                    window, window_steps, window_start = {}, 0, time.perf_counter()
+                    window, window_good, window_steps, window_start = {}, 0.0, 0, time.perf_counter()
                 if self.is_main and (self.step % t.sample_every == 0 or self.step == t.steps):
                     self.write_samples()
                 if t.eval_every and (self.step % t.eval_every == 0 or self.step == t.steps):
@@ -403,12 +625,16 @@ class CycleGANTrainer:
                     if metrics:
                         self.logger.log({"step": self.step, **{f"eval_{k}": v for k, v in metrics.items()}})
                         self._maybe_keep_best(metrics)
-                if self.step % t.checkpoint_every == 0 or self.step in (t.steps, stop_at):
+                if checkpoint_now:
                     self.save()
         except KeyboardInterrupt:
             if bar is not None:
                 bar.close()
                 bar = None
+            try:
+                self._check_pending()
+            except TrainingDiverged:
+                pass
             if self.step and self.bad_steps == 0:
                 path = self.save()
                 if path is not None:
@@ -421,6 +647,39 @@ class CycleGANTrainer:
                 signal.signal(signal.SIGTERM, previous_handler)
             self.logger.close()
         return last
+
+
+def _compiled(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """torch.compile(fn) that falls back to `fn` (eager) with one warning when compiling fails,
+    e.g. no C++ compiler for the CPU backend, no Triton for CUDA, an unsupported Python."""
+    try:
+        compiled = torch.compile(fn)
+    except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eagerly
+        warnings.warn(f"train.compile: cannot compile {name} ({type(exc).__name__}: {exc}); running eagerly",
+                      stacklevel=2)
+        return fn
+    state = {"fn": compiled}
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if state["fn"] is fn:
+            return fn(*args, **kwargs)
+        try:
+            return state["fn"](*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - compilation happens lazily, on the first call
+            if not _is_compile_error(exc):
+                raise
+            warnings.warn(f"train.compile: compiling {name} failed ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}); running eagerly", stacklevel=2)
+            state["fn"] = fn
+            return fn(*args, **kwargs)
+
+    return call
+
+
+def _is_compile_error(exc: BaseException) -> bool:
+    module = type(exc).__module__ or ""
+    return (module.startswith(("torch._dynamo", "torch._inductor", "torch._functorch", "torch.fx"))
+            or "compile" in type(exc).__name__.lower() or isinstance(exc, (ImportError, OSError)))
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
