@@ -20,18 +20,41 @@ from facecycle.data.images import make_grid, pil_to_tensor, load_image
 DEMO_SIZE = 64
 
 
-def calibrate_steps_per_second(config: Config, run_dir: Path, probe_steps: int = 4) -> float:
-    """Generator updates per second of `config` on this machine (one warm-up step excluded)."""
+def calibrate_steps_per_second(config: Config, run_dir: Path, probe_steps: int = 6) -> float:
+    """Generator updates per second of `config` on this machine (the first, warm-up step excluded).
+
+    One `fit` call for the timed steps: every `fit(until_step=...)` ends with a checkpoint write,
+    which must not be counted once per step."""
     from facecycle.training.trainer import CycleGANTrainer
 
     probe = with_values(config, train={"steps": probe_steps + 1, "checkpoint_every": 10**9,
                                        "sample_every": 10**9, "log_every": 10**9})
     trainer = CycleGANTrainer(probe, run_dir, progress=False)
     trainer.logger.enabled = False
-    trainer.fit(until_step=1)  # warm-up: allocator, first-touch
+    trainer.fit(until_step=1)  # warm-up: allocator, optimizer state
     start = time.perf_counter()
-    trainer.fit(until_step=probe_steps + 1)
+    trainer.fit()
     return probe_steps / (time.perf_counter() - start)
+
+
+def fit_within(trainer, seconds: float) -> dict:
+    """Train `trainer` so that it ends after about `seconds`.
+
+    The calibration is noisy on a busy machine, so after the first 20 % of the planned steps the
+    measured rate re-plans the total. That happens while the LR is still constant (the decay
+    starts at half of the steps), so the schedule stays a clean constant-then-linear-decay one.
+    """
+    start = time.perf_counter()
+    first = max(trainer.config.train.steps // 5, 1)
+    trainer.fit(until_step=first)
+    rate = first / max(time.perf_counter() - start, 1e-9)
+    steps = max(int(seconds * rate), first + 1)
+    trainer.config = with_values(trainer.config, train={
+        "steps": steps, "decay_steps": steps // 2,
+        "sample_every": max(steps // 4, 1), "checkpoint_every": max(steps // 4, 1)})
+    for schedule in (trainer.sched_G, trainer.sched_D):
+        schedule.total_steps, schedule.decay_steps = steps, steps // 2
+    return trainer.fit()
 
 
 def loss_curve_png(stats: list[dict], path: Path) -> Optional[Path]:
@@ -139,8 +162,9 @@ def run_demo(out_dir: str | Path, minutes: float = 8.0, n_train: int = 300, n_te
     (run_dir / "config.yaml").write_text(config.to_yaml())
     trainer = CycleGANTrainer(config, run_dir, progress=progress)
     train_start = time.perf_counter()
-    last = trainer.fit()
+    last = fit_within(trainer, train_seconds)
     train_time = time.perf_counter() - train_start
+    steps = trainer.step
 
     print("[4/4] translating held-out faces and writing the page ...", flush=True)
     info: dict = {"facts": {}}
