@@ -18,6 +18,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="process images whose longer side exceeds this at that size, then resize back")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    faces = p.add_argument_group("face mode (photos and videos: detect, align, translate, paste back)")
+    faces.add_argument("--faces", action="store_true",
+                       help="translate the aligned faces inside whole photos/videos and paste them back")
+    faces.add_argument("--face-margin", type=float, default=0.25,
+                       help="alignment margin; use the one the training faces were prepared with")
+    faces.add_argument("--color-match", default="none", choices=["none", "rgb", "lab"],
+                       help="match the pasted face's colours to the original face")
+    faces.add_argument("--max-faces", type=int, default=4)
+    faces.add_argument("--smooth", type=float, default=0.6, help="video: temporal smoothing of face landmarks in [0, 1)")
     p.set_defaults(func=run)
 
 
@@ -27,10 +36,27 @@ def run(args: argparse.Namespace) -> int:
     from facecycle.training.device import resolve_device
 
     generator = load_generator(args.checkpoint, args.direction, resolve_device(args.device))
+    if args.faces:
+        return run_faces(args, generator)
     result = translate_folder(generator, args.input, args.output, batch_size=args.batch_size,
                               max_size=args.max_size, precision=args.precision)
     for path, reason in result["failed"]:
         print(f"warning: skipped {path}: {reason}", file=sys.stderr)
     print(f"translated {len(result['written'])} image(s) {args.direction} -> {Path(args.output)}"
           + (f"; {len(result['failed'])} unreadable (listed above)" if result["failed"] else ""))
+    return 0 if result["written"] else 2
+
+
+def run_faces(args: argparse.Namespace, generator) -> int:
+    from facecycle.inference.faces import translate_faces_in_paths
+
+    result = translate_faces_in_paths(generator, args.input, args.output, margin=args.face_margin,
+                                      color_match=args.color_match, max_faces=args.max_faces, smooth=args.smooth,
+                                      precision=args.precision)
+    for path, reason in result["failed"]:
+        print(f"warning: skipped {path}: {reason}", file=sys.stderr)
+    for path in result["no_face"]:
+        print(f"note: no face found in {path} (written unchanged)", file=sys.stderr)
+    print(f"translated faces in {len(result['written'])} file(s) {args.direction} -> {Path(args.output)}"
+          f"; {len(result['no_face'])} without a face, {len(result['failed'])} unreadable")
     return 0 if result["written"] else 2

@@ -1,0 +1,83 @@
+"""Face mode of `translate`: detect and align faces in whole photos/videos, translate the aligned
+crops with a generator, paste them back (facecycle.faces.faceoff does the geometry)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from PIL import Image
+
+from facecycle.data.images import IMAGE_EXTENSIONS, list_images, load_image, pil_to_tensor, tensor_to_uint8
+from facecycle.errors import DataError
+from facecycle.inference.loading import LoadedGenerator
+from facecycle.inference.translate import output_path, translate_tensor
+
+
+def crop_translator(generator: LoadedGenerator, precision: str = "fp32") -> Callable[[np.ndarray], np.ndarray]:
+    """`(S, S, 3)` uint8 RGB aligned crop -> translated crop of the same shape.
+
+    A grayscale model sees the crop in grayscale and its output is repeated to RGB.
+    """
+
+    def translate_crop(crop: np.ndarray) -> np.ndarray:
+        image = Image.fromarray(crop).convert("L" if generator.channels == 1 else "RGB")
+        out = tensor_to_uint8(translate_tensor(generator, pil_to_tensor(image).unsqueeze(0), precision)[0])
+        return np.repeat(out, 3, axis=2) if out.shape[2] == 1 else out
+
+    return translate_crop
+
+
+def translate_faces_in_paths(generator: LoadedGenerator, input_path: str | Path, output_dir: str | Path,
+                             margin: float = 0.25, color_match: str = "none", max_faces: int = 4,
+                             smooth: float = 0.6, precision: str = "fp32") -> dict[str, list]:
+    """Photos (any image format) and videos (mp4/mov/avi/mkv/webm) below `input_path`.
+
+    Crops are aligned at the model's training size (`generator.crop_size`) with `margin`, which
+    must match how the training faces were prepared (`prepare faces` uses 0.25). Photos are
+    written as PNG, videos as .mp4 with the same frame count, rate and audio.
+    Returns {"written", "no_face", "failed"}.
+    """
+    from facecycle.faces.faceoff import translate_faces, translate_video
+    from facecycle.faces.landmarks import FaceDetector
+    from facecycle.faces.video import VIDEO_EXTENSIONS, is_video
+
+    root = Path(input_path)
+    if not root.exists():
+        raise DataError(f"input does not exist: {root}")
+    if root.is_file():
+        files = [root]
+    else:
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
+    if not files:
+        raise DataError(f"no image or video found in {root}")
+    fn = crop_translator(generator, precision)
+    size = generator.crop_size
+    written: list[Path] = []
+    no_face: list[Path] = []
+    failed: list[tuple[Path, str]] = []
+    with FaceDetector(mode="image", max_faces=max_faces) as detector:
+        for src in files:
+            try:
+                if is_video(src):
+                    dst = output_path(src, root, Path(output_dir), ".mp4")
+                    stats = translate_video(src, dst, fn, smooth=smooth, size=size, margin=margin,
+                                            max_faces=max_faces, color_match=color_match)  # type: ignore[arg-type]
+                    print(f"{src}: {stats.frames} frames at {stats.fps:.2f} fps, {stats.faces_translated} faces, "
+                          f"{stats.frames_without_face} frames without a face, audio {stats.audio}")
+                else:
+                    image = np.asarray(load_image(src, 3))
+                    result = translate_faces(image, fn, detector=detector, size=size, margin=margin,
+                                             max_faces=max_faces, color_match=color_match)  # type: ignore[arg-type]
+                    if not result.faces:
+                        no_face.append(src)
+                    dst = output_path(src, root, Path(output_dir), ".png")
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(result.image).save(dst)
+                written.append(dst)
+            except DataError as exc:
+                failed.append((src, str(exc)))
+    return {"written": written, "no_face": no_face, "failed": failed}
