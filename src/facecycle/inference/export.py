@@ -39,11 +39,11 @@ from torch import nn
 from facecycle import __version__
 from facecycle.errors import ConfigError, FacecycleError, require
 from facecycle.inference.loading import LoadedGenerator
+from facecycle.inference.translator import MIN_SIDE  # smallest H or W a generator handles
 
 EXPORT_FORMAT = "facecycle-generator/1"
 METADATA_FILE = "facecycle.json"  # TorchScript extra file holding the metadata
 INPUT_NAME, OUTPUT_NAME = "image", "translated"
-MIN_SIDE = 8  # smallest H or W any facecycle generator handles (ResNet's inner reflection pads)
 DEFAULT_OPSET = 17
 
 # format -> accepted suffixes (first one is the default)
