@@ -1,0 +1,132 @@
+"""DistributedDataParallel through a real `torchrun` (2 CPU processes, gloo).
+
+Equivalence: 2 ranks x batch B == 1 process x batch 2B on the union of the two shards (instance
+norm, LSGAN/L1 batch means, pool_size 0 because the pool's replays are drawn per rank).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import facecycle_cmd, write_blobs
+from facecycle.config import Config
+from facecycle.training.checkpoint import list_checkpoints, load_file
+from facecycle.training.trainer import CycleGANTrainer
+
+WORKER = r'''
+import json, sys
+import torch
+torch.set_num_threads(1)
+from facecycle.config import Config
+from facecycle.training.distributed import distributed_context
+from facecycle.training.trainer import CycleGANTrainer
+
+raw, out = json.loads(sys.argv[1]), sys.argv[2]
+with distributed_context() as (rank, world_size):
+    assert world_size == 2
+    for name, overrides in (("lsgan", {}), ("wgangp", {"loss": {"gan": "wgan-gp"}})):
+        cfg = json.loads(json.dumps(raw))
+        for section, values in overrides.items():
+            cfg[section].update(values)
+        trainer = CycleGANTrainer(Config.from_dict(cfg).validate(), f"{out}/run_{name}", rank, world_size,
+                                  progress=False)
+        trainer.fit()
+        state = {f"{n}.{k}": v.detach().clone() for n, net in trainer.nets.items() for k, v in net.state_dict().items()}
+        state.update({f"grad.{n}.{i}": p.grad.clone() for n, net in trainer.nets.items()
+                      for i, p in enumerate(net.parameters()) if p.grad is not None})
+        torch.save(state, f"{out}/{name}_rank{rank}.pt")
+'''
+
+
+def tiny_raw(a: Path, b: Path, batch: int) -> dict:
+    return {"data": {"data_a": str(a), "data_b": str(b), "crop_size": 32, "load_size": 36},
+            "model": {"gen_width": 8, "disc_width": 8, "gen_blocks": 2},
+            "loss": {"gan": "lsgan"},
+            "optim": {},
+            "train": {"batch_size": batch, "pool_size": 0, "steps": 2, "device": "cpu", "log_every": 1,
+                      "sample_every": 100, "checkpoint_every": 100}}
+
+
+def torchrun(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+def test_two_ranks_equal_one_process_on_the_union(tmp_path, cli_env) -> None:
+    a, b = tmp_path / "A", tmp_path / "B"
+    write_blobs(a, 8, (40, 40), seed=1, bright=False)
+    write_blobs(b, 8, (36, 44), seed=2, bright=True)
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    torchrun(str(script), json.dumps(tiny_raw(a, b, batch=2)), str(tmp_path), env=cli_env)
+
+    torch.set_num_threads(1)
+    for name in ("lsgan", "wgangp"):
+        r0 = torch.load(tmp_path / f"{name}_rank0.pt", weights_only=True)
+        r1 = torch.load(tmp_path / f"{name}_rank1.pt", weights_only=True)
+        assert r0.keys() == r1.keys()
+        for key in r0:  # DDP keeps the replicas bit-identical
+            assert torch.equal(r0[key], r1[key]), f"{name}: {key} differs between ranks"
+            assert torch.isfinite(r0[key]).all()
+    # Only rank 0 wrote: one stats line per step, one checkpoint.
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run_lsgan" / "stats.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]
+    assert load_file(list_checkpoints(tmp_path / "run_lsgan")[-1])["counters"]["world_size"] == 2
+
+    single = CycleGANTrainer(Config.from_dict(tiny_raw(a, b, batch=4)).validate(), tmp_path / "single", progress=False)
+    single.fit()
+    ref = {f"{n}.{k}": v for n, net in single.nets.items() for k, v in net.state_dict().items()}
+    ref.update({f"grad.{n}.{i}": p.grad for n, net in single.nets.items()
+                for i, p in enumerate(net.parameters()) if p.grad is not None})
+    assert ref.keys() == r0.keys()
+    r0 = torch.load(tmp_path / "lsgan_rank0.pt", weights_only=True)
+    # Conv biases right before an affine-free instance norm have a gradient that is exactly 0 in
+    # exact arithmetic, i.e. pure rounding noise, which Adam turns into +-lr steps of random sign:
+    # they cannot change any output and are left out of the comparison (found by their gradient).
+    params = {f"{n}.{k}": f"grad.{n}.{i}" for n, net in single.nets.items()
+              for i, (k, _) in enumerate(net.named_parameters())}
+    null_space = {key for key, grad in params.items() if ref[grad].abs().max() < 1e-4}
+    assert null_space and all(k.endswith(".bias") for k in null_space)
+    compared = 0
+    for key, value in ref.items():
+        if key in null_space or (key.startswith("grad.") and key in {params[k] for k in null_space}):
+            continue
+        scale = value.abs().max().item()
+        err = (value - r0[key]).abs().max().item()
+        # one Adam step moves a weight by about lr = 2e-4; gradients agree to float rounding
+        tol = 3e-3 * scale if key.startswith("grad.") else 5e-5
+        assert err <= tol, f"{key}: 2 ranks x batch 2 vs 1 process x batch 4 differ by {err:.3g} (scale {scale:.3g})"
+        compared += 1
+    assert compared > 60
+
+
+def test_torchrun_cli_writes_once_and_resumes_with_another_process_count(tmp_path, cli_env) -> None:
+    a, b = tmp_path / "A", tmp_path / "B"
+    write_blobs(a, 6, (40, 40), seed=1, bright=False)
+    write_blobs(b, 5, (36, 44), seed=2, bright=True)
+    run = tmp_path / "run"
+    common = ["--size", "32", "--quiet", "--set", "model.gen_width=8", "--set", "model.disc_width=8",
+              "--set", "model.gen_blocks=2", "--set", "train.log_every=1", "--set", "model.norm=batch"]
+    proc = torchrun("-m", "facecycle", "train", "--data-a", str(a), "--data-b", str(b), "--run-dir", str(run),
+                    "--steps", "4", "--until-step", "2", *common, env=cli_env)
+    assert "2 process(es)" in proc.stdout
+    state = load_file(list_checkpoints(run)[-1])
+    assert state["counters"]["step"] == 2 and state["counters"]["world_size"] == 2
+    assert state["counters"]["positions_in_epoch"] == 4  # 2 ranks x 2 batches of 1
+    proc = subprocess.run(facecycle_cmd("train", "--run-dir", str(run), "--resume", "--quiet"), env=cli_env,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert "at step 2" in proc.stdout
+    state = load_file(list_checkpoints(run)[-1])
+    # 6 positions per epoch: 4 consumed by the 2 ranks, then positions 4 and 5 by the single process.
+    assert (state["counters"]["step"], state["counters"]["epoch"], state["counters"]["batch_in_epoch"]) == (4, 0, 6)
+    steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
