@@ -97,11 +97,11 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     eval_every: int = 0  # evaluate on a fixed held-out sample every N steps (0 = off)
-    eval_metrics: str = "fid,lpips"  # comma-separated, see facecycle.evaluation
+    eval_metrics: str = "kid,lpips"  # comma-separated, see facecycle.evaluation.metrics.METRICS
     eval_images: int = 32  # images per domain in the held-out sample
     eval_data_a: Optional[str] = None  # held-out folders (default: the last images of the training folders)
     eval_data_b: Optional[str] = None
-    best_metric: str = "fid_a2b"  # keep checkpoints/best.pt by this metric (lower is better unless it ends in _rate)
+    best_metric: str = "ab/kid_x100"  # keep checkpoints/best.pt by this score (lower is better unless it ends in _rate)
 
 
 @dataclass(frozen=True)

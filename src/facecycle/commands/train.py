@@ -111,6 +111,13 @@ def attach_evaluator(trainer) -> None:
     t = trainer.config.train
     if not t.eval_every:
         return
-    from facecycle.evaluation.periodic import build_periodic_evaluator
+    from facecycle.evaluation.held_out import load_sample
+    from facecycle.evaluation.periodic import PeriodicEvaluator
 
-    trainer.evaluator = build_periodic_evaluator(trainer)
+    d = trainer.config.data
+    # Without dedicated held-out folders the sample comes from the training folders: fine for
+    # tracking progress and picking the best checkpoint, not for reporting generalisation.
+    held_a = load_sample(t.eval_data_a or d.data_a, t.eval_images, d.crop_size, d.channels, "held-out A folder")[0]
+    held_b = load_sample(t.eval_data_b or d.data_b, t.eval_images, d.crop_size, d.channels, "held-out B folder")[0]
+    metrics = [m.strip() for m in t.eval_metrics.split(",") if m.strip()]
+    trainer.evaluator = PeriodicEvaluator(held_a, held_b, metrics=metrics)

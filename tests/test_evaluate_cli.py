@@ -1,0 +1,45 @@
+"""`facecycle evaluate` and in-training evaluation with a best checkpoint, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from conftest import facecycle_cmd
+from test_cli_core import train
+from facecycle.training.checkpoint import load_file
+
+
+def test_training_evaluates_and_keeps_best_checkpoint(blob_domains, tmp_path, cli_env) -> None:
+    a, b = blob_domains
+    run_dir = tmp_path / "run"
+    train(a, b, run_dir, cli_env, "--steps", "4", "--set", "train.eval_every=2", "--set", "train.eval_metrics=ssim,psnr",
+          "--set", "train.eval_images=4", "--set", "train.best_metric=ab/psnr_cycle")
+    records = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "eval_ab/psnr_cycle" in r]
+    assert [r["step"] for r in evals] == [2, 4]
+    best = load_file(run_dir / "checkpoints" / "best.pt")
+    assert best["best"]["metric"] == "ab/psnr_cycle"
+    assert best["best"]["step"] in (2, 4)
+
+
+def test_evaluate_writes_metrics_and_report(blob_domains, tmp_path, cli_env) -> None:
+    a, b = blob_domains
+    run_dir = tmp_path / "run"
+    train(a, b, run_dir, cli_env, "--steps", "2")
+    out = tmp_path / "eval"
+    proc = subprocess.run(facecycle_cmd("evaluate", "--checkpoint", str(run_dir), "--data-a", str(a), "--data-b", str(b),
+                                        "--out", str(out), "--metrics", "kid,lpips,ssim,psnr,inception_score"),
+                          env=cli_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "metrics.json").read_text())
+    assert set(summary) == {"a2b", "b2a"}
+    for direction in ("a2b", "b2a"):
+        metrics = summary[direction]
+        assert {"kid_x100", "lpips_input_output", "ssim_cycle", "psnr_cycle"} <= set(metrics)
+        html = (out / direction / "report.html").read_text()
+        assert "Metrics" in html and "Warnings" in html
+    assert "inception_score: unavailable" in proc.stdout
+    proc = subprocess.run(facecycle_cmd("evaluate", "--checkpoint", str(run_dir), "--data-a", str(a), "--data-b", str(b),
+                                        "--out", str(out), "--metrics", "fidd"), env=cli_env, capture_output=True, text=True)
+    assert proc.returncode == 2 and "unknown metric(s) fidd" in proc.stderr
