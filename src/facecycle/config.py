@@ -30,6 +30,11 @@ class DataConfig:
     crop_size: int = 256  # ... then randomly cropped to crop_size (evaluation: resized to crop_size)
     flip: bool = True  # random horizontal flip while training
     num_workers: int = -1  # DataLoader workers; -1 = 0 on CPU (compute needs both cores), 4 on CUDA
+    # Conditional mode (train.mode=conditional): one folder, one condition vector per image.
+    images: Optional[str] = None  # folder of images (any nesting); label paths are relative to it
+    labels: Optional[str] = None  # CSV: OpenFace AUxx_c/AUxx_r columns or a class column (facecycle.data.labels)
+    label_kind: str = "presence"  # presence (AUxx_c, 0/1) | intensity (AUxx_r, 0-5) | categorical (one-hot)
+    label_columns: str = ""  # comma-separated units/classes to use, in order; "" = all in the file (recorded after loading)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,10 @@ class ModelConfig:
     disc_layers_2: int = 5  # second discriminator of `dual` (face-off eq. 7)
     disc_scales: int = 2  # for `multiscale`
     spectral_norm: bool = False
+    # Conditional mode only (generator conditional_resnet, discriminator conditional_patch):
+    condition_dim: int = 0  # length of the condition vector; 0 = from the labels file
+    condition_at: str = "both"  # where the tiled target is concatenated: input | bottleneck | both
+    attention_mask: bool = False  # GANimation output A*x + (1-A)*colour with a learned mask A
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,10 @@ class LossConfig:
     cycle_decay_to: float = 1.0  # cycle weight factor reached linearly at the last step (1 = no decay)
     gp: float = 10.0  # gradient-penalty weight for wgan-gp
     clip: float = 0.01  # weight clipping for wgan
+    # Conditional mode: cycle_a is lambda_cyc for G(G(x, c_tgt), c_src) ~ x, identity_a the identity weight.
+    condition: float = 10.0  # lambda_cl: condition loss (BCE for presence/categorical, MSE for intensity)
+    mask_l1: float = 0.1  # mean of the attention mask A (keeps A from saturating at 1 = "change nothing")
+    mask_tv: float = 0.1  # total variation of A (smooth masks)
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,7 @@ class TrainConfig:
     eval_data_a: Optional[str] = None  # held-out folders (default: the last images of the training folders)
     eval_data_b: Optional[str] = None
     best_metric: str = "ab/kid_x100"  # keep checkpoints/best.pt by this score (lower is better unless it ends in _rate)
+    mode: str = "cyclegan"  # cyclegan (two domains, data_a/data_b) | conditional (data.images + data.labels)
 
 
 @dataclass(frozen=True)
@@ -137,6 +151,10 @@ class Config:
         if self.loss.identity_mode == "relative":
             return self.loss.identity * cycle_weight
         return self.loss.identity
+
+    @property
+    def is_conditional(self) -> bool:
+        return self.train.mode == "conditional"
 
     @property
     def decay_steps(self) -> int:
@@ -187,9 +205,42 @@ class Config:
         for registry, value in ((GENERATORS, m.generator), (DISCRIMINATORS, m.discriminator), (GAN_LOSSES, l.gan)):
             if value not in registry:
                 problems.append(f"unknown {registry.kind} '{value}'; choose one of: {', '.join(registry.names())}")
+        problems += self._mode_problems(GENERATORS, DISCRIMINATORS)
         if problems:
             raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
         return self
+
+    def _mode_problems(self, generators: Any, discriminators: Any) -> list[str]:
+        """The conditional networks only pair with train.mode=conditional, and the other way round."""
+        d, m, l, t = self.data, self.model, self.loss, self.train
+        problems: list[str] = []
+        if t.mode not in ("cyclegan", "conditional"):
+            return [f"train.mode must be cyclegan or conditional, got '{t.mode}'"]
+        cond = t.mode == "conditional"
+        for registry, value, what in ((generators, m.generator, "generator"), (discriminators, m.discriminator, "discriminator")):
+            if value not in registry:
+                continue
+            is_cond = bool(getattr(registry.get(value), "conditional", False))
+            if is_cond != cond:
+                choices = [n for n in registry.names() if bool(getattr(registry.get(n), "conditional", False)) == cond]
+                problems.append(f"model.{what} '{value}' does not work with train.mode={t.mode}; "
+                                f"choose one of: {', '.join(choices)}")
+        if not cond:
+            return problems
+        if d.label_kind not in ("presence", "intensity", "categorical"):
+            problems.append(f"data.label_kind must be presence, intensity or categorical, got '{d.label_kind}'")
+        if m.condition_at not in ("input", "bottleneck", "both"):
+            problems.append(f"model.condition_at must be input, bottleneck or both, got '{m.condition_at}'")
+        if m.condition_dim < 0:
+            problems.append(f"model.condition_dim must be >= 0 (0 = from the labels), got {m.condition_dim}")
+        for name in ("condition", "mask_l1", "mask_tv"):
+            if getattr(l, name) < 0:
+                problems.append(f"loss.{name} must be >= 0, got {getattr(l, name)}")
+        if t.eval_every:
+            problems.append("train.eval_every is not supported in conditional mode yet; set it to 0")
+        if t.precision == "fp16":
+            problems.append("train.precision=fp16 is not supported in conditional mode; use bf16 or fp32")
+        return problems
 
 
 # ---- building from dicts, YAML and overrides ----------------------------------------------
