@@ -173,3 +173,20 @@ def test_checkpoint_from_foreign_file_is_a_clear_error(tmp_path, cli_env) -> Non
     proc = run(["translate", "--checkpoint", str(bogus), "--input", str(tmp_path), "--output", str(tmp_path / "o")],
                cli_env, check=False)
     assert proc.returncode == 2 and "not a facecycle checkpoint" in proc.stderr
+
+
+def test_non_finite_losses_are_skipped_then_stop_the_run(blob_domains, tmp_path, cli_env) -> None:
+    a, b = blob_domains
+    run_dir = tmp_path / "run"
+    # An absurd learning rate blows the weights up after the first update; the losses of the
+    # following steps are inf/NaN.
+    proc = train(a, b, run_dir, cli_env, "--steps", "20", "--set", "optim.lr_g=1e30", "--set", "optim.lr_d=1e30",
+                 "--set", "train.max_bad_steps=3", "--set", "train.checkpoint_every=1", check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "consecutive steps had non-finite losses" in proc.stderr and "--resume" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    records = [eval_json(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+    skipped = [r for r in records if r.get("skipped")]
+    assert len(skipped) >= 3
+    last = load_file(list_checkpoints(run_dir)[-1])  # intact and loadable
+    assert last["counters"]["step"] < 20
