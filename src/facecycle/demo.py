@@ -177,7 +177,10 @@ def run_demo(out_dir: str | Path, minutes: float = 8.0, n_train: int = 300, n_te
         info["facts"][f"held-out images {direction}"] = len(result["written"])
     samples = sorted((run_dir / "samples").glob("*.png"))
     if samples:
-        shutil.copy(samples[-1], out / "samples.png")
+        from PIL import Image
+
+        with Image.open(samples[-1]) as grid:  # upscaled x2 like the before/after grids
+            grid.resize((grid.width * 2, grid.height * 2), resample=Image.NEAREST).save(out / "samples.png")
         info["samples"] = "samples.png"
     curves = loss_curve_png(read_stats(run_dir), out / "loss_curves.png")
     info["curves"] = curves.name if curves else None
