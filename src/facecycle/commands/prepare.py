@@ -58,6 +58,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--overwrite", action="store_true", help="replace existing trainA/trainB/testA/testB")
     s.set_defaults(func=run_split, mode="copy")
 
+    n = sub.add_parser("annotate", help="Action Unit labels CSV from MediaPipe blendshapes (for conditional training)",
+                       description="Writes OUTPUT (OpenFace layout: image, success, AUxx_r 0-5, AUxx_c 0/1) for every "
+                                   "image below INPUT. Blendshapes map to AUs as facecycle.evaluation.expression."
+                                   "AU_BLENDSHAPES documents (mouthSmile -> AU12, browDown -> AU04, jawOpen -> AU26, ...). "
+                                   "Train with: facecycle train --config conditional_au --data INPUT --labels OUTPUT")
+    n.add_argument("--input", required=True, help="folder of face images (recursive), e.g. `prepare faces` OUTPUT/images")
+    n.add_argument("--output", required=True, help="labels CSV to write")
+    n.add_argument("--threshold", type=float, default=0.5,
+                   help="blendshape score from which a unit counts as present (AUxx_c = 1; default 0.5)")
+    n.set_defaults(func=run_annotate)
+
     p.set_defaults(func=lambda args: _usage(p))
 
 
@@ -94,4 +105,14 @@ def run_split(args: argparse.Namespace) -> int:
     )
     print(report.summary())
     print(f"report: {args.output}/split.json")
+    return 0
+
+
+def run_annotate(args: argparse.Namespace) -> int:
+    from facecycle.evaluation.annotate import annotate_folder
+
+    report = annotate_folder(args.input, args.output, threshold=args.threshold)
+    print(report.summary())
+    if report.faces == 0:
+        raise DataError(f"no face found in any image under {args.input}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-b", help="folder of domain-B images")
     p.add_argument("--masks-a", help="folder of face masks for A (same relative names, .png)")
     p.add_argument("--masks-b", help="folder of face masks for B")
+    p.add_argument("--data", help="conditional mode: folder of images (label paths are relative to it)")
+    p.add_argument("--labels", help="conditional mode: labels CSV (OpenFace AUxx_c/AUxx_r columns or a class "
+                                    "column; see configs/conditional_au.yaml)")
     p.add_argument("--run-dir", required=True, help="where checkpoints, samples and stats.jsonl go")
     p.add_argument("--config", help="YAML preset (see configs/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -41,7 +45,8 @@ def resolve_train_config(args: argparse.Namespace):
 
     run_dir = Path(args.run_dir)
     flags = {"data.data_a": args.data_a, "data.data_b": args.data_b, "data.masks_a": args.masks_a,
-             "data.masks_b": args.masks_b, "train.steps": args.steps, "train.batch_size": args.batch_size,
+             "data.masks_b": args.masks_b, "data.images": args.data, "data.labels": args.labels,
+             "train.steps": args.steps, "train.batch_size": args.batch_size,
              "train.device": args.device}
     if args.size is not None:
         flags["data.crop_size"] = args.size
@@ -82,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.resume and ckpt.list_checkpoints(run_dir):
         raise ConfigError(f"{run_dir} already holds checkpoints; pass --resume to continue it or choose another --run-dir")
 
+    if config.is_conditional:
+        return run_conditional(args, config, run_dir)
+
     from facecycle.training.distributed import distributed_context
 
     with distributed_context() as (rank, world_size):
@@ -121,3 +129,29 @@ def attach_evaluator(trainer) -> None:
     held_b = load_sample(t.eval_data_b or d.data_b, t.eval_images, d.crop_size, d.channels, "held-out B folder")[0]
     metrics = [m.strip() for m in t.eval_metrics.split(",") if m.strip()]
     trainer.evaluator = PeriodicEvaluator(held_a, held_b, metrics=metrics)
+
+
+def run_conditional(args: argparse.Namespace, config, run_dir: Path) -> int:
+    """Conditional mode (train.mode=conditional): one generator G(x, c), one critic with a condition head."""
+    from facecycle.errors import ConfigError
+    from facecycle.training import checkpoint as ckpt
+    from facecycle.training.conditional import ConditionalTrainer
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("conditional mode trains in one process; run it without torchrun")
+    trainer = ConditionalTrainer(config, run_dir, progress=not args.quiet)
+    table = trainer.table
+    if table.has_problems:
+        print(table.summary(), file=sys.stderr)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_CONFIG).write_text(trainer.config.to_yaml())  # with the resolved label columns
+    if args.resume:
+        path = trainer.resume()
+        print(f"resumed from {path} at step {trainer.step} (epoch {trainer.epoch}, lr_g {trainer.sched_G.lr:.3g})")
+    print(f"training a conditional model on {trainer.device}: {len(table)} labelled images, "
+          f"{len(trainer.columns)} {trainer.kind} condition(s) ({', '.join(trainer.columns)}), "
+          f"{trainer.config.train.steps} steps -> {run_dir}")
+    last = trainer.fit(until_step=args.until_step)
+    print(f"done: step {trainer.step}, {last.get('images_per_s', float('nan')):.2f} images/s; "
+          f"checkpoints in {run_dir / ckpt.CHECKPOINT_DIR}")
+    return 0

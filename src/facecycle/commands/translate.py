@@ -13,6 +13,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, help="image file or folder (any nesting)")
     p.add_argument("--output", required=True, help="output folder (same relative paths and stems, .png)")
     p.add_argument("--direction", default="a2b", choices=["a2b", "b2a"])
+    cond = p.add_argument_group("conditional models (train.mode=conditional)")
+    cond.add_argument("--target", help='target condition, e.g. "AU06=1,AU12=1" (presence 0/1, intensity 0-5, '
+                                       'or a class name); unnamed units are 0')
+    cond.add_argument("--expression", help="target preset: joy (AU06+AU12), sadness (AU01+AU04+AU15), surprise "
+                                           "(AU01+AU02+AU05+AU26), contempt (AU12+AU14), anger (AU04+AU05+AU07+AU23), "
+                                           "fear (AU01+AU02+AU04+AU05+AU07+AU20+AU26), disgust (AU09+AU15+AU16), "
+                                           "neutral; or a class of a categorical model")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-size", type=int, default=None,
                    help="process images whose longer side exceeds this at that size, then resize back")
@@ -35,7 +42,12 @@ def run(args: argparse.Namespace) -> int:
     from facecycle.inference.translate import translate_folder
     from facecycle.training.device import resolve_device
 
-    generator = load_generator(args.checkpoint, args.direction, resolve_device(args.device))
+    generator = load_generator(args.checkpoint, args.direction, resolve_device(args.device),
+                               target=args.target, expression=args.expression)
+    if generator.target is not None:
+        from facecycle.inference.conditional import describe_target
+
+        args.direction = f"to {describe_target(generator.target, generator.condition_columns, generator.condition_kind or '')}"
     if args.faces:
         return run_faces(args, generator)
     result = translate_folder(generator, args.input, args.output, batch_size=args.batch_size,
