@@ -90,7 +90,10 @@ def load_latest(run_dir: Path, map_location: str | torch.device = "cpu") -> tupl
     """The newest loadable checkpoint of a run (an unreadable newest one is skipped with a warning)."""
     candidates = list_checkpoints(Path(run_dir))
     if not candidates:
-        raise CheckpointError(f"no checkpoint in {Path(run_dir) / CHECKPOINT_DIR}; train first (facecycle train)")
+        raise CheckpointError(
+            f"no checkpoint in {Path(run_dir) / CHECKPOINT_DIR}: the run stopped before its first checkpoint "
+            "(or never started); start it again without --resume"
+        )
     for path in reversed(candidates):
         try:
             return path, load_file(path, map_location)
