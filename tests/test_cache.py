@@ -73,6 +73,17 @@ def test_cache_batches_are_bit_identical_to_folder_batches(domains, tmp_path) ->
     assert any(f for _, _, f in drawn) and not all(f for _, _, f in drawn)
 
 
+def test_cache_of_another_size_is_resized_on_the_device(domains, tmp_path) -> None:
+    a, b, _ = domains
+    build_cache(a, tmp_path / "a.npy", 48, workers=1)
+    build_cache(b, tmp_path / "b.npy", 48, workers=1)
+    folder = CycleGANTrainer(tiny(a, b), tmp_path / "r1", progress=False)
+    cached = CycleGANTrainer(tiny(tmp_path / "a.npy", tmp_path / "b.npy"), tmp_path / "r2", progress=False)
+    for x, y in zip(itertools.islice(folder.batches(), 3), itertools.islice(cached.batches(), 3)):
+        assert x["a"].shape == y["a"].shape == (2, 3, 32, 32)
+        assert (x["a"] - y["a"]).abs().mean() < 0.05  # same crops and flips, resampled twice
+
+
 def test_cache_files_index_and_unreadable_images(domains, tmp_path) -> None:
     a, _, ma = domains
     (a / "sub").mkdir()

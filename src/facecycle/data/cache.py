@@ -195,25 +195,38 @@ def crop_params(rng: random.Random, spec: TransformSpec) -> tuple[int, int, bool
 
 
 def to_float_batch(rows: torch.Tensor, flips: Sequence[bool], device: torch.device,
-                   channels_last: bool = False) -> torch.Tensor:
-    """`(N, H, W, C)` uint8 rows -> `(N, C, H, W)` float in [-1, 1] on `device`, horizontally
-    flipped where `flips[i]` is set; the same arithmetic as `pil_to_tensor`, so results are
-    bit-identical to the folder pipeline. Contiguous NCHW, or channels_last when asked."""
-    x = rows.to(device, non_blocking=True).permute(0, 3, 1, 2).float()  # NHWC data = channels_last layout
+                   channels_last: bool = False, pin: bool = False) -> torch.Tensor:
+    """`(N, H, W, C)` uint8 crops -> `(N, C, H, W)` float in [-1, 1] on `device`, horizontally
+    flipped where `flips[i]`, with the same arithmetic as `pil_to_tensor` (bit-identical to the
+    folder pipeline). Contiguous NCHW, or channels_last when asked.
+
+    On the CPU one copy per image does layout change, flip and conversion at once (the cheapest
+    way found: ~2.5 ms for 16 crops of 256², see BENCHMARKS.md). On accelerators the uint8 batch
+    is moved with one non-blocking copy and converted and flipped as a whole batch there."""
+    n, h, w, c = rows.shape
+    src = rows.permute(0, 3, 1, 2)  # NHWC bytes = a channels_last view
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if device.type == "cpu":
+        out = torch.empty((n, c, h, w), memory_format=fmt)
+        for k, flip in enumerate(flips):
+            out[k].copy_(src[k].flip(-1) if flip else src[k])
+        return out.div_(127.5).sub_(1.0)
+    if pin:
+        rows = rows.pin_memory()
+    x = rows.to(device, non_blocking=True).permute(0, 3, 1, 2).contiguous(memory_format=fmt).float()
     if any(flips):
         idx = torch.tensor([i for i, f in enumerate(flips) if f], device=device)
         x[idx] = x[idx].flip(-1)
-    x = x.div_(127.5).sub_(1.0)
-    return x if channels_last else x.contiguous()
+    return x.div_(127.5).sub_(1.0)
 
 
 class CachedBatches:
     """Batches for the trainer from two `CachedDomain`s, in `UnpairedSampler` order.
 
-    Rows are gathered from the memory maps already cropped (a crop is just which bytes are
-    copied, so a full-size row is never read), pinned when the device is CUDA, moved with one
-    non-blocking copy per tensor, then converted, flipped and normalised for the whole batch
-    on the device. Equal to the folder pipeline's batches when the cache size equals
+    Rows are gathered from the memory maps already cropped (a crop is just which bytes the
+    gather copies, so a full-size row is never read or transferred), pinned when the device is
+    CUDA, moved with one non-blocking copy per tensor, then re-laid out, flipped, converted and
+    normalised for the whole batch on the device (`to_float_batch`). Equal to the folder pipeline's batches when the cache size equals
     `spec.load_size` (see the module docstring); otherwise rows are resized on the device
     (bicubic, antialiased) to `load_size` first, which is close but not bit-identical.
     """
@@ -239,18 +252,16 @@ class CachedBatches:
         flips = [p[2] for p in params]
         for prefix, array in sources:
             if direct:
+                # The crop is just which bytes the gather copies: a full-size row is never read.
                 rows = np.stack([array[i, y:y + c, x:x + c] for i, (x, y, _) in zip(indices, params)])
-                t = torch.from_numpy(rows)
-                if self.pin:
-                    t = t.pin_memory()
-                batch = to_float_batch(t, flips, self.device, self.channels_last)
+                batch = to_float_batch(torch.from_numpy(rows), flips, self.device, self.channels_last, self.pin)
             else:
                 t = torch.from_numpy(np.stack([array[i] for i in indices]))
                 full = t.to(self.device).permute(0, 3, 1, 2).float()
                 full = F.interpolate(full, size=(spec.load_size, spec.load_size), mode="bicubic",
-                                     antialias=True, align_corners=False).clamp(0, 255)
+                                     antialias=True, align_corners=False).clamp(0, 255).round()
                 crops = torch.stack([full[j, :, y:y + c, x:x + c] for j, (x, y, _) in enumerate(params)])
-                batch = to_float_batch(crops.round().to(torch.uint8).permute(0, 2, 3, 1), flips, self.device,
+                batch = to_float_batch(crops.to(torch.uint8).permute(0, 2, 3, 1), flips, self.device,
                                        self.channels_last)
             if prefix:
                 batch = (batch + 1.0) / 2.0  # masks in [0, 1], same arithmetic as the folder pipeline
