@@ -32,7 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 256], help="crop sizes in pixels")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--channels-last", choices=["on", "off", "both"], default="on")
+    p.add_argument("--channels-last", choices=["on", "off", "both"], default="off",
+                   help="channels_last layout (default off: slower on CPU, see BENCHMARKS.md)")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks (train.compile)")
     p.add_argument("--iters", type=int, default=3, help="timed iterations per case (after --warmup)")
     p.add_argument("--warmup", type=int, default=1)

@@ -44,7 +44,7 @@ from facecycle.data.cache import CachedBatches, CachedDomain, is_cache
 from facecycle.data.images import load_image, make_grid, pil_to_tensor
 from facecycle.data.transforms import TransformSpec, apply_transform
 from facecycle.data.unpaired import Domain, UnpairedDataset, UnpairedSampler
-from facecycle.errors import CheckpointError, DataError, FacecycleError
+from facecycle.errors import CheckpointError, ConfigError, DataError, FacecycleError
 from facecycle.losses import GAN_LOSSES, gradient_penalty
 from facecycle.losses.cyclegan import CycleWeights, discriminator_objective, generator_objective
 from facecycle.models.build import build_discriminator, build_generator
@@ -101,6 +101,8 @@ class CycleGANTrainer:
         self.device = resolve_device(config.train.device)
         self.distributed = world_size > 1 and dist.is_available() and dist.is_initialized()
         t, d = config.train, config.data
+        if t.precision == "fp16" and self.device.type != "cuda":
+            raise ConfigError("train.precision=fp16 needs a CUDA device (GradScaler); use bf16 on the CPU")
         # Per-rank seeds; rank 0 draws what a single process draws. DDP broadcasts rank 0's initial
         # weights, so only data-independent randomness (dropout, WGAN-GP mixing) differs per rank.
         torch.manual_seed(t.seed + rank)
