@@ -341,10 +341,15 @@ class CycleGANTrainer:
         already, the losses are not)."""
         bad = (~torch.isfinite(total.detach())).float()
         if not self.scaler.is_enabled():
-            grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-            if grads:
+            by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
+            one = torch.ones((), device=self.device)
+            for grads in by_dtype.values():  # the GradScaler's check, with a scale of 1: no sync
                 found = torch.zeros((), device=self.device)
-                torch._amp_foreach_non_finite_check_and_unscale_(grads, found, torch.ones((), device=self.device))
+                torch._amp_foreach_non_finite_check_and_unscale_(grads, found, one)
                 bad = torch.maximum(bad, found)
         if extra is not None:
             bad = torch.maximum(bad, extra)
