@@ -292,7 +292,7 @@ class CachedBatches:
     def samples(self, key: str, count: int, size: int) -> torch.Tensor:
         """The first `count` images of a domain resized to `size`² (evaluation view): `(n, C, size, size)`."""
         domain = self.domains[key]
-        rows = torch.from_numpy(np.ascontiguousarray(domain.images[:count])).permute(0, 3, 1, 2).float()
+        rows = torch.from_numpy(np.array(domain.images[:count])).permute(0, 3, 1, 2).float()  # a writable copy
         if rows.shape[-1] != size:
             rows = F.interpolate(rows, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
         return (rows.clamp(0, 255) / 127.5 - 1.0).contiguous().to(self.device)
