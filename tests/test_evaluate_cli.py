@@ -20,7 +20,19 @@ def test_training_evaluates_and_keeps_best_checkpoint(blob_domains, tmp_path, cl
     assert [r["step"] for r in evals] == [2, 4]
     best = load_file(run_dir / "checkpoints" / "best.pt")
     assert best["best"]["metric"] == "ab/psnr_cycle"
-    assert best["best"]["step"] in (2, 4)
+    # PSNR: higher is better, so best.pt is the step with the larger value.
+    scores = {r["step"]: r["eval_ab/psnr_cycle"] for r in evals}
+    assert best["best"]["step"] == max(scores, key=scores.get)
+    assert best["counters"]["step"] == best["best"]["step"]
+
+
+def test_score_directions() -> None:
+    from facecycle.evaluation.metrics import higher_is_better
+
+    assert higher_is_better("ab/psnr_cycle") and higher_is_better("ba/ssim_cycle")
+    assert higher_is_better("ab/expression_target_rate") and higher_is_better("ab/identity_same_rate")
+    assert not higher_is_better("ab/kid_x100") and not higher_is_better("ab/fid")
+    assert not higher_is_better("ab/lpips_input_output") and not higher_is_better("ab/identity_distance")
 
 
 def test_evaluate_writes_metrics_and_report(blob_domains, tmp_path, cli_env) -> None:

@@ -81,7 +81,7 @@ def test_preset_by_name_dry_runs_through_cli(cli_env, tmp_path) -> None:
     assert "discriminator: dual" in proc.stdout and "disc_layers_2: 5" in proc.stdout
     proc = subprocess.run(facecycle_cmd("train", "--config", "nope", "--run-dir", str(tmp_path / "r"), "--dry-run"),
                           env=cli_env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "shipped presets: demo" in proc.stderr
+    assert proc.returncode == 2 and "shipped presets:" in proc.stderr and "faceoff_dual" in proc.stderr
 
 
 def test_wgan_clipping_holds_after_a_step(domains, tmp_path) -> None:

@@ -12,6 +12,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                               description="Prepare datasets: `prepare faces` (aligned crops, masks, metadata) "
                                           "and `prepare split` (domains from a labels file).")
     sub = p.add_subparsers(dest="prepare_command", metavar="WHAT")
+    from facecycle.commands.prepare_cache import add_cache_parser
+
+    add_cache_parser(sub)
 
     f = sub.add_parser("faces", help="aligned face crops (+ masks, landmarks JSON) from photos or videos",
                        description="Writes OUTPUT/images/<rel>.png crops, OUTPUT/meta/<rel>.json (landmarks, "

@@ -37,6 +37,21 @@ METRICS: dict[str, str] = {
 }
 DEFAULT_METRICS = ("fid", "kid", "lpips", "ssim", "psnr")
 
+# Score names (as evaluate_translations reports them) for which larger means better.
+_HIGHER_IS_BETTER = ("ssim", "ms_ssim", "psnr", "rate", "au_change")
+
+
+def higher_is_better(score: str) -> bool:
+    """Direction of a reported score, e.g. "ab/psnr_cycle" -> True, "ab/kid_x100" -> False.
+
+    FID, KID, LPIPS and identity distance are distances (lower is better); SSIM, MS-SSIM, PSNR,
+    rates and AU changes toward the target are similarities (higher is better).
+    """
+    name = score.rsplit("/", 1)[-1]
+    if name.startswith(("fid", "kid", "lpips", "identity_distance")):
+        return False
+    return any(part in name for part in _HIGHER_IS_BETTER)
+
 
 def check_metric_names(metrics: Iterable[str]) -> list[str]:
     """Validated, de-duplicated metric names; unknown names raise an error listing the choices."""

@@ -526,10 +526,11 @@ class CycleGANTrainer:
         name = self.config.train.best_metric
         if name not in metrics or not math.isfinite(metrics[name]):
             return
-        higher_is_better = name.endswith("_rate")
+        from facecycle.evaluation.metrics import higher_is_better
+
         value = metrics[name]
         old = self.best.get("value")
-        if old is None or (value > old if higher_is_better else value < old):
+        if old is None or (value > old if higher_is_better(name) else value < old):
             self.best = {"metric": name, "value": value, "step": self.step}
             if self.is_main:
                 ckpt.atomic_save(self.state_dict(), self.run_dir / ckpt.CHECKPOINT_DIR / "best.pt")
