@@ -71,7 +71,9 @@ def test_sigkill_then_resume_continues_counters_lr_and_optimizer(blob_domains, t
     assert proc.returncode == -signal.SIGKILL
     checkpoints = list_checkpoints(run_dir)
     assert checkpoints, "no checkpoint before the kill"
-    assert len(checkpoints) <= 2  # keep_checkpoints
+    # keep_checkpoints=2; a kill between writing a new checkpoint and pruning the oldest can leave
+    # one extra, which the next save removes.
+    assert len(checkpoints) <= 3
     before = load_file(checkpoints[-1])  # loads: never a torn file
     killed_at = before["counters"]["step"]
     adam_steps = {int(s["step"]) for s in before["optimizers"]["G"]["state"].values()}
@@ -87,6 +89,7 @@ def test_sigkill_then_resume_continues_counters_lr_and_optimizer(blob_domains, t
     assert after["optimizers"]["G"]["param_groups"][0]["lr"] == pytest.approx(expected_lr)
     assert after["pools"]["a"]["images"].shape[0] == min(50, killed_at + 2)
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
+    assert len(list_checkpoints(run_dir)) == 2
 
 
 def test_translate_odd_sizes_keeps_names_and_sizes(tmp_path, cli_env, blob_domains) -> None:
