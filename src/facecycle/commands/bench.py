@@ -238,14 +238,14 @@ def _bench_infer(spec: dict[str, Any], result: dict[str, Any]) -> None:
         net = torch.compile(net)
     precision = spec.get("precision", "fp32")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is not None:
+        # As `translate --precision bf16` runs it: low-precision weights, no autocast
+        # (autocast re-casts every weight on every call).
+        net, x = net.to(dtype), x.to(dtype)
 
     @torch.inference_mode()
     def forward() -> None:
-        if dtype is None:
-            net(x)
-        else:
-            with torch.autocast(device.type, dtype=dtype):
-                net(x)
+        net(x)
 
     for _ in range(spec.get("warmup", 1)):
         forward()
