@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Iterator
 
@@ -18,9 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, facecycle_cmd
+from conftest import REPO
 from test_api_translator import photo, tiny_run_dir
-from test_serve_api import free_port, wait_until_up
+from test_serve_api import serving
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
@@ -48,23 +47,8 @@ def browser() -> Iterator:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    run = tiny_run_dir(tmp_path_factory)
-    port = free_port()
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(facecycle_cmd("serve", "--checkpoint", str(run), "--port", str(port),
-                                             "--max-upload-mb", "1"),
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url, process)
+    with serving(tiny_run_dir(tmp_path_factory), "1") as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 import subprocess
@@ -203,15 +204,15 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 60.0) ->
     raise AssertionError("server did not start in time")
 
 
-@pytest.fixture(scope="module")
-def server(run_dir: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def serving(checkpoint: Path, max_upload_mb: str) -> Iterator[str]:
     """`facecycle serve` in a real subprocess on a free localhost port; yields its base URL."""
     import os
 
     port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(facecycle_cmd("serve", "--checkpoint", str(run_dir), "--port", str(port),
-                                             "--max-upload-mb", "0.5"),
+    process = subprocess.Popen(facecycle_cmd("serve", "--checkpoint", str(checkpoint), "--port", str(port),
+                                             "--max-upload-mb", max_upload_mb),
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -224,6 +225,12 @@ def server(run_dir: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(run_dir: Path) -> Iterator[str]:
+    with serving(run_dir, "0.5") as url:
+        yield url
 
 
 def test_real_server_subprocess(server: str) -> None:

@@ -34,6 +34,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_a: str | Path, data_b: str 
     `out/metrics.json` (all directions); returns {direction: evaluate_translations result}."""
     import json
 
+    import torch
+
     from facecycle.evaluation.held_out import load_sample
     from facecycle.evaluation.metrics import check_metric_names, evaluate_translations
     from facecycle.evaluation.report import write_report
@@ -56,9 +58,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_a: str | Path, data_b: str 
         src, dst = ("a", "b") if direction == "a2b" else ("b", "a")
         back = "b2a" if direction == "a2b" else "a2b"
         batches = [real[src][i:i + batch_size] for i in range(0, len(real[src]), batch_size)]
-        fake = __import__("torch").cat([translate_tensor(generators[direction], b) for b in batches])
-        rec = __import__("torch").cat([translate_tensor(generators[back], fake[i:i + batch_size])
-                                       for i in range(0, len(fake), batch_size)])
+        fake = torch.cat([translate_tensor(generators[direction], b) for b in batches])
+        rec = torch.cat([translate_tensor(generators[back], fake[i:i + batch_size]) for i in range(0, len(fake), batch_size)])
         result = evaluate_translations(real[src], fake, real[dst], reconstructions=rec, metrics=metrics,
                                        target_expression=(expressions or {}).get(direction), device=dev,
                                        batch_size=batch_size)

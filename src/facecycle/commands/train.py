@@ -7,8 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-import yaml
-
 RUN_CONFIG = "config.yaml"
 
 

@@ -3,15 +3,13 @@ crops with a generator, paste them back (facecycle.faces.faceoff does the geomet
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
-import torch
 from PIL import Image
 
-from facecycle.data.images import IMAGE_EXTENSIONS, list_images, load_image, pil_to_tensor, tensor_to_uint8
+from facecycle.data.images import IMAGE_EXTENSIONS, load_image, pil_to_tensor, tensor_to_uint8
 from facecycle.errors import DataError
 from facecycle.inference.loading import LoadedGenerator
 from facecycle.inference.translate import output_path, translate_tensor
