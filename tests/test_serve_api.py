@@ -257,3 +257,28 @@ def test_serve_refuses_a_busy_port(run_dir: Path, capsys: pytest.CaptureFixture)
         assert main(["serve", "--checkpoint", str(run_dir), "--port", str(port)]) == 2
     assert "choose another --port" in capsys.readouterr().err
     assert main(["serve", "--checkpoint", str(run_dir), "--max-upload-mb", "0"]) == 2
+
+
+def test_face_mode_pastes_translated_faces_and_rejects_photos_without_one(translator) -> None:
+    from skimage.data import astronaut
+
+    from facecycle.serve.app import FacePipeline
+
+    photo = Image.fromarray(astronaut()).resize((256, 256))
+    with client_for(translator, FacePipeline(translator, max_size=None)) as face_client:
+        assert face_client.get("/api/info").json()["features"]["faces"] is True
+        upload = io.BytesIO()
+        photo.save(upload, format="PNG")
+        response = face_client.post("/api/translate", files={"file": ("a.png", upload.getvalue(), "image/png")},
+                                    data={"faces": "true"})
+        assert response.status_code == 200, response.text
+        result = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB")).astype(int)
+        original = np.asarray(photo).astype(int)
+        assert result.shape == original.shape
+        changed = np.abs(result - original).sum(axis=2) > 30
+        assert changed.any() and not changed[:20, :20].any()  # the face changed, the corner did not
+        flat = io.BytesIO()
+        Image.new("RGB", (64, 64), (30, 90, 200)).save(flat, format="PNG")
+        response = face_client.post("/api/translate", files={"file": ("sky.png", flat.getvalue(), "image/png")},
+                                    data={"faces": "true"})
+        assert response.status_code == 400 and "no face found" in response.json()["error"]

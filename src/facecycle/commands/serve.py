@@ -23,6 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--direction", default=None, choices=["a2b", "b2a"],
                    help="default direction on the page (default: a2b, or an export's own direction)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--faces", action="store_true",
+                   help="offer face mode: translate the aligned faces in a photo and paste them back")
     p.set_defaults(func=run)
 
 
@@ -51,11 +53,12 @@ def run(args: argparse.Namespace) -> int:
                               "choose another --port or stop the program using it") from None
 
     from facecycle.inference.translator import Translator
-    from facecycle.serve.app import MB, ServeOptions, TranslatorPipeline, create_app
+    from facecycle.serve.app import MB, FacePipeline, ServeOptions, TranslatorPipeline, create_app
 
     translator = Translator.load(args.checkpoint, device=args.device, direction=args.direction)
     options = ServeOptions(max_upload_bytes=int(args.max_upload_mb * MB), max_size=args.max_size or None)
-    app = create_app(TranslatorPipeline(translator, options.max_size), options)
+    pipeline_class = FacePipeline if args.faces else TranslatorPipeline
+    app = create_app(pipeline_class(translator, options.max_size), options)
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"facecycle serve: {translator!r}", flush=True)
     print(f"facecycle serve: open http://{shown_host}:{args.port}/  (Ctrl+C to stop)", flush=True)

@@ -90,6 +90,38 @@ class TranslatorPipeline:
         return self.translator.translate(image, direction=direction, max_size=self.max_size)
 
 
+class FacePipeline(TranslatorPipeline):
+    """Adds face mode: detect and align the faces in the photo, translate the aligned crops
+    and paste them back (`facecycle translate --faces`). Whole-image translation still works
+    for requests that leave face mode off."""
+
+    features: dict[str, Any] = {"faces": True, "expressions": []}
+
+    def __init__(self, translator: Translator, max_size: int | None = None, margin: float = 0.25) -> None:
+        super().__init__(translator, max_size)
+        from facecycle.faces.landmarks import FaceDetector
+
+        self.margin = margin
+        self.detector = FaceDetector(mode="image", max_faces=4)  # calls are serialised by the app's lock
+
+    def __call__(self, image: Image.Image, direction: str, options: RequestOptions) -> Image.Image:
+        if not options.faces:
+            return super().__call__(image, direction, options)
+        if options.expression:
+            raise OptionNotAvailable("this model is not conditional; target expressions are not available")
+        import numpy as np
+
+        from facecycle.faces.faceoff import translate_faces
+        from facecycle.inference.faces import crop_translator
+
+        generator = self.translator._get(direction)
+        result = translate_faces(np.asarray(image.convert("RGB")), crop_translator(generator), detector=self.detector,
+                                 size=generator.crop_size, margin=self.margin)
+        if not result.faces:
+            raise OptionNotAvailable("no face found in this photo; turn face mode off to translate the whole image")
+        return Image.fromarray(result.image)
+
+
 def human_bytes(count: int) -> str:
     """10485760 -> "10 MB", 524288 -> "0.5 MB", 3000 -> "2.93 KB"."""
     if count >= MB // 2:
