@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import facecycle_cmd
-from test_api_translator import photo, tiny_run_dir
+from test_api_translator import photo, run_dir, translator  # noqa: F401  (run_dir, translator: fixtures)
 
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
 pytest.importorskip("httpx", reason="httpx (FastAPI's TestClient) is not installed")
@@ -25,18 +25,6 @@ def png_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
     return buffer.getvalue()
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_run_dir(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def translator(run_dir: Path):
-    from facecycle import Translator
-
-    return Translator.load(run_dir, device="cpu")
 
 
 def client_for(translator, pipeline=None, **limits):
