@@ -112,7 +112,7 @@ class TrainConfig:
     eval_every: int = 0  # evaluate on a fixed held-out sample every N steps (0 = off)
     eval_metrics: str = "kid,lpips"  # comma-separated, see facecycle.evaluation.metrics.METRICS
     eval_images: int = 32  # images per domain in the held-out sample
-    eval_data_a: Optional[str] = None  # held-out folders (default: the last images of the training folders)
+    eval_data_a: Optional[str] = None  # held-out folders (default: evenly spaced images of the training folders)
     eval_data_b: Optional[str] = None
     best_metric: str = "ab/kid_x100"  # keep checkpoints/best.pt by this score (direction: evaluation.metrics.higher_is_better)
     mode: str = "cyclegan"  # cyclegan (two domains, data_a/data_b) | conditional (data.images + data.labels)
