@@ -20,7 +20,7 @@ import argparse
 import json
 import subprocess
 import sys
-from typing import Any
+from typing import Any, Callable
 
 CASES = ("train", "infer", "loader")
 
@@ -171,13 +171,35 @@ def run_case(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _measure(run: Callable[[], None], device: Any, spec: dict[str, Any], iters: int, result: dict[str, Any]) -> None:
+    """Warm up, time `iters` calls of `run` (median: robust to other processes' bursts), record
+    peak memory and, unless spec["flops"] is False, the FLOPs of one extra untimed call."""
+    import time
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    for _ in range(spec.get("warmup", 1)):
+        run()
+    _sync(device)
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        run()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    s = sorted(times)[len(times) // 2]
+    result.update(s_per_iter=s, s_per_iter_all=times, images_per_s=spec["batch_size"] / s,
+                  peak_mem_gib=_peak_memory(device), device=str(device))
+    if spec.get("flops", True):
+        with FlopCounterMode(display=False) as counter:
+            run()
+        flops = counter.get_total_flops()
+        result.update(gflop_per_iter=flops / 1e9, gflop_per_s=flops / 1e9 / s)
+
+
 def _bench_train(spec: dict[str, Any], result: dict[str, Any]) -> None:
     import tempfile
-    import time
     from pathlib import Path
-
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from facecycle.training.trainer import CycleGANTrainer
 
@@ -199,30 +221,11 @@ def _bench_train(spec: dict[str, Any], result: dict[str, Any]) -> None:
             if fake_a is not None:
                 trainer.d_step(trainer._prepare(batch["a"]), trainer._prepare(batch["b"]), fake_a, fake_b)
 
-        for _ in range(spec.get("warmup", 1)):
-            step()
-        _sync(trainer.device)
-        times = []
-        for _ in range(spec["iters"]):
-            start = time.perf_counter()
-            step()
-            _sync(trainer.device)
-            times.append(time.perf_counter() - start)
-        s = sorted(times)[len(times) // 2]  # median: robust to other processes' bursts
-        result.update(s_per_iter=s, s_per_iter_all=times, images_per_s=spec["batch_size"] / s,
-                      peak_mem_gib=_peak_memory(trainer.device), device=str(trainer.device))
-        if spec.get("flops", True):
-            with FlopCounterMode(display=False) as counter:
-                step()
-            flops = counter.get_total_flops()
-            result.update(gflop_per_iter=flops / 1e9, gflop_per_s=flops / 1e9 / s)
+        _measure(step, trainer.device, spec, spec["iters"], result)
 
 
 def _bench_infer(spec: dict[str, Any], result: dict[str, Any]) -> None:
-    import time
-
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     from facecycle.models.build import build_generator
     from facecycle.training.device import resolve_device
@@ -247,23 +250,7 @@ def _bench_infer(spec: dict[str, Any], result: dict[str, Any]) -> None:
     def forward() -> None:
         net(x)
 
-    for _ in range(spec.get("warmup", 1)):
-        forward()
-    _sync(device)
-    times = []
-    for _ in range(max(spec["iters"], 3)):
-        start = time.perf_counter()
-        forward()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    s = sorted(times)[len(times) // 2]
-    result.update(s_per_iter=s, s_per_iter_all=times, images_per_s=spec["batch_size"] / s,
-                  peak_mem_gib=_peak_memory(device), device=str(device))
-    if spec.get("flops", True):
-        with FlopCounterMode(display=False) as counter:
-            forward()
-        flops = counter.get_total_flops()
-        result.update(gflop_per_iter=flops / 1e9, gflop_per_s=flops / 1e9 / s)
+    _measure(forward, device, spec, max(spec["iters"], 3), result)
 
 
 def _bench_loader(spec: dict[str, Any], result: dict[str, Any]) -> None:
