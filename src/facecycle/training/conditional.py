@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import time
 import warnings
 from pathlib import Path
@@ -47,7 +46,8 @@ from facecycle.training import checkpoint as ckpt
 from facecycle.training.device import autocast, resolve_device
 from facecycle.training.logging import RunLogger, scalars
 from facecycle.training.schedule import LinearDecaySchedule
-from facecycle.training.trainer import TrainingDiverged, architecture_mismatches, set_requires_grad
+from facecycle.training.trainer import (TrainingDiverged, architecture_mismatches, catch_sigterm,
+                                        restore_sigterm, set_requires_grad)
 
 CHECKPOINT_FORMAT = 1
 MODE = "conditional"
@@ -350,7 +350,7 @@ class ConditionalTrainer:
             from tqdm import tqdm
 
             bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
+        previous = catch_sigterm()
         try:
             while self.step < stop_at:
                 for _ in range(self.config.optim.n_critic - 1):
@@ -411,17 +411,6 @@ class ConditionalTrainer:
         finally:
             if bar is not None:
                 bar.close()
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            restore_sigterm(previous)
             self.logger.close()
         return last
-
-
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def _in_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()

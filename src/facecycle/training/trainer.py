@@ -582,7 +582,7 @@ class CycleGANTrainer:
             from tqdm import tqdm
 
             bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
-        previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt) if _in_main_thread() else None
+        previous_handler = catch_sigterm()
         try:
             while self.step < stop_at:
                 for _ in range(self.config.optim.n_critic - 1):  # extra critic updates (WGAN)
@@ -651,8 +651,7 @@ class CycleGANTrainer:
         finally:
             if bar is not None:
                 bar.close()
-            if previous_handler is not None:
-                signal.signal(signal.SIGTERM, previous_handler)
+            restore_sigterm(previous_handler)
             self.logger.close()
         return last
 
@@ -694,7 +693,17 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _in_main_thread() -> bool:
+def catch_sigterm() -> Any:
+    """Make SIGTERM raise KeyboardInterrupt, so a `fit` loop saves a checkpoint before exiting.
+    Returns the previous handler for `restore_sigterm`, or None off the main thread (where
+    signal handlers cannot be set)."""
     import threading
 
-    return threading.current_thread() is threading.main_thread()
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def restore_sigterm(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
