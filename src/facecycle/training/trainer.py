@@ -177,6 +177,9 @@ class CycleGANTrainer:
         self.best: dict[str, Any] = {}
         self.logger = RunLogger(self.run_dir, enabled=self.is_main)
         self.evaluator: Optional[Callable[[nn.Module, nn.Module], Optional[dict[str, float]]]] = None
+        # Direction of the evaluator's scores for best.pt; whoever sets `evaluator` sets this too
+        # (training sits below evaluation and does not import it).
+        self.score_higher_is_better: Callable[[str], bool] = lambda name: False
         self._sample_a: Optional[torch.Tensor] = None
         self._sample_b: Optional[torch.Tensor] = None
         self._loader: Optional[DataLoader] = None
@@ -526,11 +529,9 @@ class CycleGANTrainer:
         name = self.config.train.best_metric
         if name not in metrics or not math.isfinite(metrics[name]):
             return
-        from facecycle.evaluation.metrics import higher_is_better
-
         value = metrics[name]
         old = self.best.get("value")
-        if old is None or (value > old if higher_is_better(name) else value < old):
+        if old is None or (value > old if self.score_higher_is_better(name) else value < old):
             self.best = {"metric": name, "value": value, "step": self.step}
             if self.is_main:
                 ckpt.atomic_save(self.state_dict(), self.run_dir / ckpt.CHECKPOINT_DIR / "best.pt")
