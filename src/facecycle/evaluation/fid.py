@@ -218,6 +218,10 @@ def kid_from_features(
     f1, f2 = _check_features(f1, f2, 2)
     d = f1.shape[1]
     m = min(subset_size, len(f1), len(f2))
+    if m == len(f1) == len(f2):
+        # Every subset would be the whole of both sets: draw one, so the std is exactly 0.
+        # (np.std of 100 equal values is not: their mean's rounding depends on the SIMD width.)
+        num_subsets = 1
     rng = np.random.default_rng(seed)
     values = np.empty(num_subsets)
     # Up to a few thousand images, compute each kernel matrix once and index subsets from it
