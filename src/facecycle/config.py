@@ -57,7 +57,9 @@ class ModelConfig:
     # Conditional mode only (generator conditional_resnet, discriminator conditional_patch):
     condition_dim: int = 0  # length of the condition vector; 0 = from the labels file
     condition_at: str = "both"  # where the tiled target is concatenated: input | bottleneck | both
-    attention_mask: bool = False  # GANimation output A*x + (1-A)*colour with a learned mask A
+    # Attention-guided output with a learned mask A. CycleGAN mode: A*content + (1-A)*x (A = 1
+    # changes the pixel, facecycle.models.attention); conditional mode: GANimation's A*x + (1-A)*colour.
+    attention_mask: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,13 @@ class LossConfig:
     clip: float = 0.01  # weight clipping for wgan
     # Conditional mode: cycle_a is lambda_cyc for G(G(x, c_tgt), c_src) ~ x, identity_a the identity weight.
     condition: float = 10.0  # lambda_cl: condition loss (BCE for presence/categorical, MSE for intensity)
-    mask_l1: float = 0.1  # mean of the attention mask A (keeps A from saturating at 1 = "change nothing")
+    # Attention masks (model.attention_mask). Conditional: mask_l1 keeps A from saturating at
+    # 1 = "change nothing". CycleGAN mode (facecycle.losses.attention): mask_l1 is the sparsity of
+    # the changed area, mask_min_area/mask_floor the guard against the all-copy mask.
+    mask_l1: float = 0.1  # mean of the attention mask A
     mask_tv: float = 0.1  # total variation of A (smooth masks)
+    mask_min_area: float = 0.05  # CycleGAN mode: each mask commits to at least this area, mean(A^2) ...
+    mask_floor: float = 10.0  # ... enforced by this weight on relu(min_area - mean A)
 
 
 @dataclass(frozen=True)
@@ -225,6 +232,11 @@ class Config:
                 choices = [n for n in registry.names() if bool(getattr(registry.get(n), "conditional", False)) == cond]
                 problems.append(f"model.{what} '{value}' does not work with train.mode={t.mode}; "
                                 f"choose one of: {', '.join(choices)}")
+        if not 0.0 <= l.mask_min_area < 1.0:
+            problems.append(f"loss.mask_min_area must be in [0, 1), got {l.mask_min_area}")
+        for name in ("mask_l1", "mask_tv", "mask_floor"):
+            if getattr(l, name) < 0:
+                problems.append(f"loss.{name} must be >= 0, got {getattr(l, name)}")
         if not cond:
             return problems
         if d.label_kind not in ("presence", "intensity", "categorical"):
@@ -233,9 +245,8 @@ class Config:
             problems.append(f"model.condition_at must be input, bottleneck or both, got '{m.condition_at}'")
         if m.condition_dim < 0:
             problems.append(f"model.condition_dim must be >= 0 (0 = from the labels), got {m.condition_dim}")
-        for name in ("condition", "mask_l1", "mask_tv"):
-            if getattr(l, name) < 0:
-                problems.append(f"loss.{name} must be >= 0, got {getattr(l, name)}")
+        if l.condition < 0:
+            problems.append(f"loss.condition must be >= 0, got {l.condition}")
         if t.eval_every:
             problems.append("train.eval_every is not supported in conditional mode yet; set it to 0")
         if t.precision == "fp16":

@@ -6,6 +6,7 @@ from torch import nn
 
 from facecycle.config import Config
 from facecycle.errors import ConfigError
+from facecycle.models.attention import AttentionGenerator
 from facecycle.models.layers import init_weights
 from facecycle.models.registry import DISCRIMINATORS, GENERATORS
 
@@ -17,7 +18,10 @@ def unet_depth_for(size: int) -> int:
 
 
 def build_generator(config: Config, in_channels: int | None = None, out_channels: int | None = None) -> nn.Module:
-    """A freshly initialised generator (N(0, 0.02)) as the config describes."""
+    """A freshly initialised generator (N(0, 0.02)) as the config describes.
+
+    With `model.attention_mask` the network is an AttentionGenerator: the base generator gets
+    one more output channel, the mask, and returns `A * content + (1 - A) * x`."""
     m = config.model
     cls = GENERATORS.get(m.generator)
     c_in = in_channels if in_channels is not None else config.data.channels
@@ -28,7 +32,12 @@ def build_generator(config: Config, in_channels: int | None = None, out_channels
         kwargs["blocks"] = m.gen_blocks
     elif m.generator == "unet":
         kwargs["depth"] = m.gen_depth or unet_depth_for(config.data.crop_size)
-    net = cls(**kwargs)
+    if m.attention_mask:
+        # One extra output channel becomes the attention mask (facecycle.models.attention).
+        kwargs["out_channels"] = c_out + 1
+        net: nn.Module = AttentionGenerator(cls(**kwargs), channels=c_out)
+    else:
+        net = cls(**kwargs)
     init_weights(net)
     return net
 

@@ -46,6 +46,7 @@ from facecycle.data.transforms import TransformSpec, apply_transform
 from facecycle.data.unpaired import Domain, UnpairedDataset, UnpairedSampler
 from facecycle.errors import CheckpointError, ConfigError, DataError, FacecycleError
 from facecycle.losses import GAN_LOSSES, gradient_penalty
+from facecycle.losses.attention import MaskWeights, mask_regularizer
 from facecycle.losses.cyclegan import CycleWeights, discriminator_objective, generator_objective
 from facecycle.models.build import build_discriminator, build_generator
 from facecycle.training import checkpoint as ckpt
@@ -58,7 +59,7 @@ from facecycle.training.schedule import LinearDecaySchedule
 CHECKPOINT_FORMAT = 1
 # Settings a checkpoint's weights depend on: changing any of them on resume is an error.
 ARCHITECTURE_KEYS = [("data", "channels")] + [("model", k) for k in (
-    "generator", "gen_width", "gen_blocks", "gen_depth", "gen_attention", "norm",
+    "generator", "gen_width", "gen_blocks", "gen_depth", "gen_attention", "attention_mask", "norm",
     "discriminator", "disc_width", "disc_layers", "disc_layers_2", "disc_scales", "spectral_norm")]
 
 
@@ -334,6 +335,10 @@ class CycleGANTrainer:
                             identity_a=c.identity_a, identity_b=c.identity_b, ssim=l.ssim, ms_ssim=l.ms_ssim,
                             mask_weight=l.mask_weight, feature_cycle=l.feature_cycle)
 
+    def mask_weights(self) -> MaskWeights:
+        l = self.config.loss
+        return MaskWeights(l1=l.mask_l1, tv=l.mask_tv, min_area=l.mask_min_area, floor=l.mask_floor)
+
     def _found_bad(self, total: torch.Tensor, optimizer: torch.optim.Optimizer,
                    extra: Optional[torch.Tensor] = None) -> torch.Tensor:
         """0-d float flag on the device: 1 when the loss or (fp32/bf16) any gradient is not finite.
@@ -387,11 +392,18 @@ class CycleGANTrainer:
         D_a, D_b = self._frozen_fwd["D_a"], self._frozen_fwd["D_b"]
         set_requires_grad([self.D_a, self.D_b], False)
         self.opt_G.zero_grad(set_to_none=True)
+        attention = self.config.model.attention_mask
         with autocast(self.device, self.config.train.precision):
-            fake_b = G_ab(real_a)
-            rec_a = G_ba(fake_b)
-            fake_a = G_ba(real_b)
-            rec_b = G_ab(fake_a)
+            if attention:  # the masks of every translation of this step, for their regulariser
+                fake_b, mask_fake_b = G_ab(real_a, with_mask=True)
+                rec_a, mask_rec_a = G_ba(fake_b, with_mask=True)
+                fake_a, mask_fake_a = G_ba(real_b, with_mask=True)
+                rec_b, mask_rec_b = G_ab(fake_a, with_mask=True)
+            else:
+                fake_b = G_ab(real_a)
+                rec_a = G_ba(fake_b)
+                fake_a = G_ba(real_b)
+                rec_b = G_ab(fake_a)
             idt_a = G_ba(real_a) if weights.identity_a > 0 else None
             idt_b = G_ab(real_b) if weights.identity_b > 0 else None
             features = None
@@ -402,6 +414,12 @@ class CycleGANTrainer:
                 self.gan, weights, D_a(fake_a), D_b(fake_b), self.D_a.branch_weights,
                 self.D_b.branch_weights, real_a, real_b, rec_a, rec_b, idt_a, idt_b,
                 batch.get("mask_a"), batch.get("mask_b"), features)
+            if attention:
+                mask_total, mask_terms = mask_regularizer(
+                    [mask_fake_b, mask_rec_a, mask_fake_a, mask_rec_b], self.mask_weights())
+                total = total + mask_total
+                terms.update(mask_terms)
+                terms["G"] = total.detach()
         if self.finite_check_every == 1 and not self.distributed and not torch.isfinite(total):
             # CPU: skip the backward pass of a step known to be bad (free to know there).
             self.opt_G.zero_grad(set_to_none=True)
@@ -498,16 +516,26 @@ class CycleGANTrainer:
 
     @torch.no_grad()
     def write_samples(self) -> Path:
-        """Grid: per image a row real_a | fake_b | rec_a | idt_a, then rows real_b | fake_a | rec_b | idt_b."""
+        """Grid: per image a row real_a | fake_b | rec_a | idt_a, then rows real_b | fake_a | rec_b | idt_b.
+
+        Attention generators add the mask of the translation (white = changed) after fake_b / fake_a."""
         real_a, real_b = self.fixed_samples()
         for net in self.nets.values():
             net.eval()
-        fake_b = self.G_ab(real_a); rec_a = self.G_ba(fake_b); idt_a = self.G_ba(real_a)
-        fake_a = self.G_ba(real_b); rec_b = self.G_ab(fake_a); idt_b = self.G_ab(real_b)
+        if self.config.model.attention_mask:
+            fake_b, mask_b = self.G_ab(real_a, with_mask=True)
+            fake_a, mask_a = self.G_ba(real_b, with_mask=True)
+        else:
+            fake_b, fake_a, mask_a, mask_b = self.G_ab(real_a), self.G_ba(real_b), None, None
+        rec_a = self.G_ba(fake_b); idt_a = self.G_ba(real_a)
+        rec_b = self.G_ab(fake_a); idt_b = self.G_ab(real_b)
         for net in self.nets.values():
             net.train()
-        rows = [[real_a[i], fake_b[i], rec_a[i], idt_a[i]] for i in range(len(real_a))]
-        rows += [[real_b[i], fake_a[i], rec_b[i], idt_b[i]] for i in range(len(real_b))]
+
+        def shown(mask: Optional[torch.Tensor], i: int) -> list[torch.Tensor]:
+            return [] if mask is None else [(mask[i] * 2 - 1).expand_as(real_a[0])]
+        rows = [[real_a[i], fake_b[i], *shown(mask_b, i), rec_a[i], idt_a[i]] for i in range(len(real_a))]
+        rows += [[real_b[i], fake_a[i], *shown(mask_a, i), rec_b[i], idt_b[i]] for i in range(len(real_b))]
         path = self.run_dir / "samples" / f"step_{self.step:08d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         make_grid(rows).save(path)

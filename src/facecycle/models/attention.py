@@ -1,0 +1,68 @@
+"""Attention-guided generators (AttentionGAN / GANimation scheme) for CycleGAN mode.
+
+A base generator predicts `C + 1` channels: `C` content channels and one mask channel. The
+output keeps the input wherever the mask is closed:
+
+    fake = A * content + (1 - A) * x        A in [0, 1], A = 1: "change this pixel"
+
+so a face keeps its identity, background and sharpness by construction, and the network spends
+its capacity where the expression lives. (The conditional generator uses GANimation's opposite
+convention, A = 1 keeps the input; see facecycle.models.conditional.)
+
+The trap of this scheme is the all-zero mask: cycle and identity losses are then exactly 0
+because the generator copies its input. The guard lives in the loss
+(facecycle.losses.attention: an area floor below which the mask is pushed open again), and the
+trainer logs the mask's mean and spread so a collapse is visible.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class AttentionGenerator(nn.Module):
+    """Wraps a generator whose last layer is `Tanh` with `out_channels + 1` outputs.
+
+    The first `out_channels` channels are the content `C` in [-1, 1]; the last one, `t`, becomes
+    the mask `A = (t + 1) / 2` in [0, 1] (a sigmoid of twice the pre-activation), so both heads
+    share every layer but the output convolution's filters.
+
+    x: `(N, C, H, W)` float in [-1, 1], H and W multiples of `size_multiple`.
+    `forward(x)` -> fake `(N, C, H, W)` in [-1, 1] (what export and inference see);
+    `forward(x, with_mask=True)` -> (fake, mask `(N, 1, H, W)` in [0, 1]);
+    `parts(x)` -> (content, mask), for composing at another resolution.
+    """
+
+    attention_mask = True
+
+    def __init__(self, base: nn.Module, channels: int) -> None:
+        super().__init__()
+        self.base = base
+        self.channels = channels
+        self.size_multiple = int(getattr(base, "size_multiple", 1))
+
+    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.base(x)
+        if out.shape[1] != self.channels + 1:
+            raise ValueError(f"the base generator returned {out.shape[1]} channels, expected {self.channels + 1}")
+        content, mask = out[:, : self.channels], out[:, self.channels :]
+        return content, (mask + 1) * 0.5
+
+    def forward(self, x: torch.Tensor, with_mask: bool = False):  # type: ignore[override]
+        content, mask = self.parts(x)
+        fake = compose(x, content, mask)
+        return (fake, mask) if with_mask else fake
+
+
+def compose(x: torch.Tensor, content: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`mask * content + (1 - mask) * x`; exactly `x` where the mask is 0.
+
+    x, content: `(N, C, H, W)`; mask `(N, 1, H, W)` in [0, 1] (broadcast over channels).
+    """
+    return mask * content + (1 - mask) * x
+
+
+def is_attention(net: nn.Module) -> bool:
+    """True for generators that can return their mask (`net(x, with_mask=True)`)."""
+    return bool(getattr(net, "attention_mask", False)) and isinstance(net, AttentionGenerator)

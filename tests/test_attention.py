@@ -1,0 +1,189 @@
+"""Attention-guided generators in CycleGAN mode: composition, heads, mask regularisers, and the
+model going everywhere a model goes (train + resume, samples, export parity, Translator)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import facecycle_cmd, write_blobs
+from facecycle.config import Config, with_values
+from facecycle.losses.attention import MaskWeights, mask_regularizer
+from facecycle.models.attention import AttentionGenerator, compose, is_attention
+from facecycle.models.build import build_generator
+
+TINY = ["--size", "32", "--quiet", "--set", "model.gen_width=8", "--set", "model.disc_width=8",
+        "--set", "model.gen_blocks=2", "--set", "model.attention_mask=true", "--set", "train.log_every=1"]
+
+
+def attention_config(generator: str = "resnet", channels: int = 3) -> Config:
+    c = Config()
+    return with_values(c, data={"crop_size": 32, "load_size": 32, "channels": channels},
+                       model={"generator": generator, "gen_width": 8, "gen_blocks": 2, "attention_mask": True})
+
+
+def _mask_conv(net: AttentionGenerator) -> torch.nn.Conv2d:
+    convs = [m for m in net.base.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    return convs[-1]
+
+
+@pytest.mark.parametrize("generator", ["resnet", "unet"])
+def test_closed_mask_returns_the_input_exactly(generator: str) -> None:
+    net = build_generator(attention_config(generator)).eval()
+    assert is_attention(net)
+    last = _mask_conv(net)
+    with torch.no_grad():  # mask channel: tanh(-1e4) = -1 exactly, so A = 0 everywhere
+        last.weight[:, -1].zero_() if isinstance(last, torch.nn.ConvTranspose2d) else last.weight[-1].zero_()
+        last.bias[-1] = -1e4
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    fake, mask = net(x, with_mask=True)
+    assert torch.count_nonzero(mask) == 0
+    assert torch.equal(fake, x)
+    # compose() itself: an open mask gives the content, a closed one the input, bit for bit.
+    content = torch.rand_like(x)
+    assert torch.equal(compose(x, content, torch.ones(2, 1, 32, 32)), content)
+    assert torch.equal(compose(x, content, torch.zeros(2, 1, 32, 32)), x)
+
+
+@pytest.mark.parametrize("generator", ["resnet", "unet"])
+def test_gradients_reach_content_and_mask_heads(generator: str) -> None:
+    net = build_generator(attention_config(generator))
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    fake, mask = net(x, with_mask=True)
+    assert fake.shape == x.shape and mask.shape == (2, 1, 32, 32)
+    assert 0 <= mask.min() and mask.max() <= 1
+    (fake - 0.3).abs().mean().backward()
+    last = _mask_conv(net)
+    channel_dim = 1 if isinstance(last, torch.nn.ConvTranspose2d) else 0
+    grad = last.weight.grad.abs().sum(dim=[d for d in range(4) if d != channel_dim])
+    assert grad.shape[0] == 4 and (grad[:3] > 0).all(), "no gradient to the content head"
+    assert grad[3] > 0, "no gradient to the mask head"
+
+
+@pytest.mark.parametrize("generator,size", [("resnet", (37, 51)), ("unet", (45, 29))])
+def test_odd_sizes_are_padded_and_cropped_back(generator: str, size: tuple[int, int]) -> None:
+    from facecycle.inference.loading import LoadedGenerator
+    from facecycle.inference.translate import translate_tensor
+
+    config = attention_config(generator)
+    net = build_generator(config).eval()
+    gen = LoadedGenerator(net=net, direction="a2b", channels=3, size_multiple=net.size_multiple, crop_size=32,
+                          config=config.to_dict(), source=Path("."))
+    x = torch.rand(1, 3, *size) * 2 - 1
+    y = translate_tensor(gen, x)
+    assert tuple(y.shape) == (1, 3, *size) and torch.isfinite(y).all()
+
+
+def test_mask_regularizer_values_and_collapse_guard() -> None:
+    w = MaskWeights(l1=0.1, tv=0.1, min_area=0.05, floor=10.0)
+    closed = torch.zeros(2, 1, 8, 8, requires_grad=True)
+    total, terms = mask_regularizer([closed], w)
+    # Closed mask: no sparsity, no TV, both floor hinges in full: 10 * (0.05 + 0.05) = 1.
+    assert total.item() == pytest.approx(1.0) and terms["mask_floor"].item() == pytest.approx(0.1)
+    total.backward()
+    assert (closed.grad < 0).all(), "the guard must push a closed mask open"
+    # A mask with a quarter open (a block): floor inactive, sparsity 0.1 * 0.25, TV of one edge each way.
+    block = torch.zeros(1, 1, 8, 8)
+    block[..., :4, :4] = 1
+    total, terms = mask_regularizer([block], w)
+    tv = 2 * (4 / (8 * 7))  # 4 changes per direction among 8*7 neighbour pairs
+    assert terms["mask_floor"].item() == 0
+    assert total.item() == pytest.approx(0.1 * 0.25 + 0.1 * tv)
+    assert terms["mask_mean"].item() == pytest.approx(0.25) and terms["mask_std"].item() == pytest.approx(0.4330127)
+    # A faint mask over everything has area 0.1 but commits to little: mean(A^2) = 0.01 < 0.05.
+    faint = torch.full((1, 1, 8, 8), 0.1)
+    assert mask_regularizer([faint], w)[1]["mask_floor"].item() == pytest.approx(0.04)
+    with pytest.raises(ValueError):
+        mask_regularizer([], w)
+
+
+def test_training_logs_mask_statistics_and_draws_masks(blob_domains: tuple[Path, Path], tmp_path: Path) -> None:
+    from facecycle.training.logging import read_stats
+    from facecycle.training.trainer import CycleGANTrainer
+
+    a, b = blob_domains
+    config = with_values(attention_config(), data={"data_a": str(a), "data_b": str(b), "crop_size": 32, "load_size": 36},
+                         model={"generator": "resnet", "gen_width": 8, "gen_blocks": 2, "attention_mask": True,
+                                "disc_width": 8},
+                         train={"steps": 3, "log_every": 1, "sample_every": 3, "checkpoint_every": 3})
+    trainer = CycleGANTrainer(config, tmp_path / "run", progress=False)
+    trainer.fit()
+    stats = read_stats(tmp_path / "run")
+    assert all(0 < r["loss_mask_mean"] < 1 and r["loss_mask_std"] >= 0 for r in stats if "loss_mask_mean" in r)
+    assert sum("loss_mask_mean" in r for r in stats) == 3
+    grid = Image.open(tmp_path / "run" / "samples" / "step_00000003.png")
+    # 5 columns (real, fake, mask, rec, idt) of 32 px with 2 px padding.
+    assert grid.width == 5 * 34 + 2
+
+
+@pytest.fixture(scope="module")
+def attention_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import os
+
+    root = tmp_path_factory.mktemp("attention_run")
+    write_blobs(root / "A", 6, (40, 40), seed=1, bright=False)
+    write_blobs(root / "B", 6, (36, 44), seed=2, bright=True, ext=".jpg")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    straight = root / "straight"
+    done = subprocess.run(facecycle_cmd("train", "--data-a", str(root / "A"), "--data-b", str(root / "B"),
+                                        "--run-dir", str(straight), "--steps", "4", *TINY), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return straight
+
+
+def test_attention_run_resumes_exactly(attention_run: Path, tmp_path: Path) -> None:
+    import os
+
+    from facecycle.training.checkpoint import list_checkpoints, load_file
+
+    root = attention_run.parent
+    sliced = tmp_path / "sliced"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for extra in (["--data-a", str(root / "A"), "--data-b", str(root / "B"), "--steps", "4", "--until-step", "2", *TINY],
+                  ["--resume", "--quiet"]):
+        done = subprocess.run(facecycle_cmd("train", "--run-dir", str(sliced), *extra), env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    s1, s2 = load_file(list_checkpoints(attention_run)[-1]), load_file(list_checkpoints(sliced)[-1])
+    assert s1["config"]["model"]["attention_mask"] is True
+    for net in ("G_ab", "G_ba", "D_a", "D_b"):
+        for key, value in s1["nets"][net].items():
+            assert torch.equal(value, s2["nets"][net][key]), f"{net}.{key} differs after resume"
+
+
+def test_resume_refuses_to_drop_the_mask(attention_run: Path, tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(attention_run, copy)
+    done = subprocess.run(facecycle_cmd("train", "--run-dir", str(copy), "--resume", "--quiet",
+                                        "--set", "model.attention_mask=false"),
+                          env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "model.attention_mask" in done.stderr
+
+
+@pytest.mark.parametrize("fmt,suffix", [("onnx", ".onnx"), ("torchscript", ".ts"), ("safetensors", ".safetensors")])
+def test_attention_export_parity_and_translator(attention_run: Path, tmp_path: Path, fmt: str, suffix: str) -> None:
+    from facecycle import Translator
+    from facecycle.inference.export import export_generator
+    from facecycle.inference.loading import load_generator
+    from facecycle.inference.translate import translate_tensor
+
+    reference = load_generator(attention_run, "a2b", "cpu")
+    assert is_attention(reference.net)
+    path = export_generator(reference, tmp_path / f"g{suffix}", fmt)
+    exported = load_generator(path, "a2b", "cpu")
+    torch.manual_seed(0)
+    for h, w in [(32, 32), (33, 45)]:
+        x = torch.rand(2, 3, h, w) * 2 - 1
+        assert (translate_tensor(exported, x) - translate_tensor(reference, x)).abs().max().item() < 1e-3
+    image = Image.new("RGB", (44, 36), (120, 60, 30))
+    out = Translator.load(path).translate(image)
+    assert out.size == image.size
