@@ -100,8 +100,8 @@ def train_variant(spec: str, folders: dict[str, Path], out: Path, minutes: float
     import torch
 
     from facecycle.config import with_values
-    from facecycle.demo import calibrate_steps_per_second
     from facecycle.training import checkpoint as ckpt
+    from facecycle.training.budget import calibrate_steps_per_second, fit_within
     from facecycle.training.trainer import CycleGANTrainer
 
     torch.set_num_threads(1)
@@ -113,43 +113,22 @@ def train_variant(spec: str, folders: dict[str, Path], out: Path, minutes: float
     with tempfile.TemporaryDirectory() as probe:
         rate = calibrate_steps_per_second(config, Path(probe), probe_steps=12)
     budget = minutes * 60
-    total = max(int(rate * budget), len(evals) + 1)
-    decay_fraction = config.decay_steps / config.train.steps
-
-    def plan(steps: int) -> None:
-        nonlocal config
-        config = with_values(config, train={"steps": steps, "decay_steps": int(steps * decay_fraction),
-                                            "sample_every": max(steps // 6, 1), "checkpoint_every": 10**9})
-
-    plan(total)
+    steps = max(int(rate * budget), len(evals) + 1)
+    config = with_values(config, train={"steps": steps, "decay_steps": int(steps * config.decay_steps / config.train.steps),
+                                        "sample_every": max(steps // 6, 1), "checkpoint_every": 10**9})
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(config.to_yaml())
     trainer = CycleGANTrainer(config, run_dir, progress=False)
-    elapsed = 0.0
     records = []
-    for k, mark in enumerate(evals):
-        last = k == len(evals) - 1
-        target = trainer.config.train.steps if last else min(
-            trainer.step + max(int(rate * (mark * 60 - elapsed)), 1), trainer.config.train.steps - 1)
-        start_step, start = trainer.step, time.perf_counter()
-        trainer.fit(until_step=target)
-        seconds = time.perf_counter() - start
-        elapsed += seconds
-        rate = (trainer.step - start_step) / max(seconds, 1e-9)
-        t = trainer.config.train
-        if k == 0 and trainer.step < t.steps - trainer.config.decay_steps:
-            # Re-plan once from a long window, while the LR is still constant; never by more than 2x.
-            steps = trainer.step + int(rate * max(budget - elapsed, 0))
-            steps = min(max(steps, total // 2, trainer.step + len(evals)), total * 2)
-            plan(steps)
-            trainer.config = config
-            for schedule in (trainer.sched_G, trainer.sched_D):
-                schedule.total_steps, schedule.decay_steps = config.train.steps, config.decay_steps
-        snap = snapshots / f"min{mark:g}.pt"
+
+    def snapshot(mark: float, elapsed: float) -> None:
+        snap = snapshots / f"min{mark / 60:g}.pt"
         shutil.copy2(ckpt.list_checkpoints(run_dir)[-1], snap)
-        records.append({"mark": mark, "minutes": elapsed / 60, "step": trainer.step, "snapshot": str(snap)})
-        print(f"[{name}] {elapsed / 60:.1f} min, step {trainer.step}/{trainer.config.train.steps} "
-              f"({rate:.2f} steps/s)", flush=True)
+        records.append({"mark": mark / 60, "minutes": elapsed / 60, "step": trainer.step, "snapshot": str(snap)})
+        print(f"[{name}] {elapsed / 60:.1f} min, step {trainer.step}/{trainer.config.train.steps}", flush=True)
+
+    summary = fit_within(trainer, budget, rate, marks=[m * 60 for m in evals[:-1]], on_mark=snapshot)
+    snapshot(evals[-1] * 60, summary["seconds"])
     return {"name": name, "spec": spec, "planned_steps": trainer.config.train.steps,
             "batch_size": trainer.config.train.batch_size, "records": records}
 
@@ -161,7 +140,7 @@ def evaluate_variant(result: dict, folders: dict[str, Path], out: Path, max_eval
         cmd = [sys.executable, "-m", "facecycle", "evaluate", "--checkpoint", record["snapshot"],
                "--data-a", str(folders["testA"]), "--data-b", str(folders["testB"]), "--out", str(eval_dir),
                "--metrics", METRICS, "--target-expression", "happy", "--source-expression", "neutral",
-               "--max-images", str(max_eval), "--device", "cpu"]
+               "--max-images", str(max_eval), "--device", "cpu", "--feature-cache", str(out / "feature_cache")]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         record["metrics"] = json.loads((eval_dir / "metrics.json").read_text())
 

@@ -187,3 +187,70 @@ def test_attention_export_parity_and_translator(attention_run: Path, tmp_path: P
     image = Image.new("RGB", (44, 36), (120, 60, 30))
     out = Translator.load(path).translate(image)
     assert out.size == image.size
+
+
+def _loaded(net: torch.nn.Module, config: Config):
+    from facecycle.inference.loading import LoadedGenerator
+
+    return LoadedGenerator(net=net.eval(), direction="a2b", channels=config.data.channels,
+                           size_multiple=net.size_multiple, crop_size=config.data.crop_size,
+                           config=config.to_dict(), source=Path("."))
+
+
+@pytest.mark.parametrize("bias,expect_input", [(-1e4, True), (1e4, False)])
+def test_attention_composes_at_the_inputs_resolution(bias: float, expect_input: bool) -> None:
+    """A 32-px attention model on a 128x96 image runs at 32 px and composes at 128x96: where the
+    mask is closed the output is the full-resolution input, bit for bit."""
+    from facecycle.inference.translate import translate_with_mask
+
+    config = attention_config()
+    net = build_generator(config)
+    with torch.no_grad():
+        last = _mask_conv(net)
+        last.weight[-1].zero_()
+        last.bias[-1] = bias
+    x = torch.rand(1, 3, 96, 128) * 2 - 1
+    out, mask = translate_with_mask(_loaded(net, config), x, work_size="auto")
+    assert out.shape == x.shape and mask.shape == (1, 1, 96, 128)
+    if expect_input:
+        assert torch.equal(out, x.clamp(-1, 1))
+    else:
+        assert (out - x).abs().mean() > 0.05 and torch.equal(mask, torch.ones_like(mask))
+    # work_size=None runs the network at the input's size instead (the export formats' behaviour).
+    full, _ = translate_with_mask(_loaded(net, config), x, work_size=None)
+    assert full.shape == x.shape
+
+
+def test_grayscale_model_keeps_the_colours_of_a_colour_photo() -> None:
+    import numpy as np
+
+    from facecycle.inference.translate import translate_image
+
+    config = attention_config(channels=1)
+    net = build_generator(config)
+    yy, xx = np.mgrid[0:40, 0:52]
+    skin = np.stack([150 + 40 * np.sin(xx / 7), 110 + 30 * np.cos(yy / 5), 90 + 20 * np.sin((xx + yy) / 9)], -1)
+    photo = Image.fromarray(skin.astype(np.uint8))
+    out = translate_image(_loaded(net, config), photo)
+    assert out.mode == "RGB" and out.size == photo.size
+    cb_in, cr_in = [np.asarray(c, np.int32) for c in photo.convert("YCbCr").split()[1:]]
+    cb_out, cr_out = [np.asarray(c, np.int32) for c in out.convert("YCbCr").split()[1:]]
+    # Chroma survives up to rounding (and gamut clipping where the new luminance is extreme).
+    assert np.abs(cb_in - cb_out).mean() < 1.5 and np.abs(cr_in - cr_out).mean() < 1.5
+    gray = translate_image(_loaded(net, config), photo.convert("L"))
+    assert gray.mode == "L"
+
+
+def test_translate_cli_saves_masks(attention_run: Path, tmp_path: Path) -> None:
+    import os
+
+    src = tmp_path / "in"
+    write_blobs(src / "sub", 3, (48, 40), seed=5, bright=False)
+    done = subprocess.run(facecycle_cmd("translate", "--checkpoint", str(attention_run), "--input", str(src),
+                                        "--output", str(tmp_path / "out"), "--save-masks", str(tmp_path / "masks")),
+                          env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    masks = sorted((tmp_path / "masks" / "sub").glob("*.png"))
+    assert len(masks) == 3
+    with Image.open(masks[0]) as m:
+        assert m.mode == "L" and m.size == (48, 40)

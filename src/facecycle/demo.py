@@ -18,43 +18,7 @@ from facecycle.config import Config, resolve, with_values
 from facecycle.data.images import make_grid, pil_to_tensor, load_image
 
 DEMO_SIZE = 64
-
-
-def calibrate_steps_per_second(config: Config, run_dir: Path, probe_steps: int = 6) -> float:
-    """Generator updates per second of `config` on this machine (the first, warm-up step excluded).
-
-    One `fit` call for the timed steps: every `fit(until_step=...)` ends with a checkpoint write,
-    which must not be counted once per step."""
-    from facecycle.training.trainer import CycleGANTrainer
-
-    probe = with_values(config, train={"steps": probe_steps + 1, "checkpoint_every": 10**9,
-                                       "sample_every": 10**9, "log_every": 10**9})
-    trainer = CycleGANTrainer(probe, run_dir, progress=False)
-    trainer.logger.enabled = False
-    trainer.fit(until_step=1)  # warm-up: allocator, optimizer state
-    start = time.perf_counter()
-    trainer.fit()
-    return probe_steps / (time.perf_counter() - start)
-
-
-def fit_within(trainer, seconds: float) -> dict:
-    """Train `trainer` so that it ends after about `seconds`.
-
-    The calibration is noisy on a busy machine, so after the first 20 % of the planned steps the
-    measured rate re-plans the total. That happens while the LR is still constant (the decay
-    starts at half of the steps), so the schedule stays a clean constant-then-linear-decay one.
-    """
-    start = time.perf_counter()
-    first = max(trainer.config.train.steps // 5, 1)
-    trainer.fit(until_step=first)
-    rate = first / max(time.perf_counter() - start, 1e-9)
-    steps = max(int(seconds * rate), first + 1)
-    trainer.config = with_values(trainer.config, train={
-        "steps": steps, "decay_steps": steps // 2,
-        "sample_every": max(steps // 4, 1), "checkpoint_every": max(steps // 4, 1)})
-    for schedule in (trainer.sched_G, trainer.sched_D):
-        schedule.total_steps, schedule.decay_steps = steps, steps // 2
-    return trainer.fit()
+DEMO_PRESET = "faces"  # the face recipe (configs/faces.yaml), as a user would start
 
 
 def loss_curve_png(stats: list[dict], path: Path) -> Optional[Path]:
@@ -85,14 +49,20 @@ def loss_curve_png(stats: list[dict], path: Path) -> Optional[Path]:
     return path
 
 
-def before_after_grid(inputs: list[Path], outputs: list[Path], path: Path, columns: int = 4) -> Path:
-    """Pairs (input | output) laid out `columns` pairs per row, upscaled x2 for viewing."""
-    tiles = [(pil_to_tensor(load_image(i)), pil_to_tensor(load_image(o))) for i, o in zip(inputs, outputs)]
+def before_after_grid(inputs: list[Path], outputs: list[Path], path: Path, columns: int = 4,
+                      masks: Optional[list[Path]] = None) -> Path:
+    """Pairs (input | output [| mask]) laid out `columns` per row, upscaled x2 for viewing."""
+    tiles = []
+    for k, (i, o) in enumerate(zip(inputs, outputs)):
+        tile = [pil_to_tensor(load_image(i)), pil_to_tensor(load_image(o))]
+        if masks:
+            tile.append(pil_to_tensor(load_image(masks[k])))
+        tiles.append(tile)
     rows = []
     for start in range(0, len(tiles), columns):
         row = []
-        for before, after in tiles[start:start + columns]:
-            row += [before, after]
+        for tile in tiles[start:start + columns]:
+            row += tile
         rows.append(row)
     grid = make_grid(rows, pad=3)
     grid = grid.resize((grid.width * 2, grid.height * 2), resample=0)
@@ -112,11 +82,12 @@ img{{max-width:100%;image-rendering:pixelated;border:1px solid #ddd}}table{{bord
 th,td{{text-align:left;padding:.2em .8em;border-bottom:1px solid #eee}}.note{{color:#555}}</style></head>
 <body><h1>facecycle demo: cartoon sad &harr; happy</h1>
 <p class="note">A CycleGAN trained on this machine from two <em>unpaired</em> folders of cartoon faces
-(sad identities in A, different happy identities in B). Below: held-out faces the model never saw,
-each shown as <b>before | after</b>.</p>
-<h2>sad &rarr; happy (G_ab)</h2>{img(info.get("grid_a2b"), "sad to happy before/after pairs")}
-<h2>happy &rarr; sad (G_ba)</h2>{img(info.get("grid_b2a"), "happy to sad before/after pairs")}
-<h2>Training samples (real | fake | reconstructed | identity)</h2>{img(info.get("samples"), "training sample grid")}
+(sad identities in A, different happy identities in B) with the face recipe (attention-guided
+generators: each output is the input, changed only where the mask is white). Below: held-out faces
+the model never saw, each shown as <b>before | after | mask</b>.</p>
+<h2>sad &rarr; happy (G_ab)</h2>{img(info.get("grid_a2b"), "sad to happy before/after/mask")}
+<h2>happy &rarr; sad (G_ba)</h2>{img(info.get("grid_b2a"), "happy to sad before/after/mask")}
+<h2>Training samples (real | fake | mask | reconstructed | identity)</h2>{img(info.get("samples"), "training sample grid")}
 <h2>Loss curves</h2>{img(info.get("curves"), "loss curves")}
 <h2>Run</h2><table>{rows}</table>
 </body></html>
@@ -133,6 +104,7 @@ def run_demo(out_dir: str | Path, minutes: float = 8.0, n_train: int = 300, n_te
     from facecycle.inference.loading import load_generator
     from facecycle.inference.translate import translate_folder
     from facecycle.training.logging import read_stats
+    from facecycle.training.budget import calibrate_steps_per_second, fit_within
     from facecycle.training.trainer import CycleGANTrainer
 
     started = time.perf_counter()
@@ -141,39 +113,41 @@ def run_demo(out_dir: str | Path, minutes: float = 8.0, n_train: int = 300, n_te
     print(f"[1/4] rendering {2 * (n_train + n_test)} cartoon faces (sad = A, happy = B) ...", flush=True)
     data = build_unpaired_dataset(out / "data", n_train, n_train, DEMO_SIZE, seed, "sad", "happy", n_test=n_test)
     run_dir = out / "run"
-    config = resolve("demo", flags={"data.data_a": str(data["trainA"]), "data.data_b": str(data["trainB"]),
-                                    "train.seed": seed})
+    config = resolve(DEMO_PRESET, flags={"data.data_a": str(data["trainA"]), "data.data_b": str(data["trainB"]),
+                                         "data.crop_size": DEMO_SIZE, "data.load_size": DEMO_SIZE + 6,
+                                         "train.seed": seed})
     print("[2/4] measuring training speed ...", flush=True)
     import tempfile
 
     with tempfile.TemporaryDirectory() as probe_dir:
-        steps_per_s = calibrate_steps_per_second(config, Path(probe_dir))
+        steps_per_s = calibrate_steps_per_second(config, Path(probe_dir), probe_steps=10)
     # Leave room for translation and the page (about 5 % of the budget, at least 20 s).
     train_seconds = max(minutes * 60 - (time.perf_counter() - started) - max(20.0, minutes * 3), 10.0)
     steps = max(int(train_seconds * steps_per_s), 20)
     config = with_values(config, train={"steps": steps, "sample_every": max(steps // 4, 1),
-                                        "checkpoint_every": max(steps // 4, 1)})
+                                        "checkpoint_every": 10**9})
     import shutil
 
     shutil.rmtree(run_dir, ignore_errors=True)  # a demo run always starts fresh
-    print(f"[3/4] training {steps} steps (~{train_seconds / 60:.1f} min at {steps_per_s:.2f} steps/s, "
-          f"batch {config.train.batch_size}) -> {run_dir}", flush=True)
+    print(f"[3/4] training ~{steps} steps (~{train_seconds / 60:.1f} min at {steps_per_s:.2f} steps/s, "
+          f"batch {config.train.batch_size}; re-planned from the measured speed) -> {run_dir}", flush=True)
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(config.to_yaml())
     trainer = CycleGANTrainer(config, run_dir, progress=progress)
-    train_start = time.perf_counter()
-    last = fit_within(trainer, train_seconds)
-    train_time = time.perf_counter() - train_start
-    steps = trainer.step
+    summary = fit_within(trainer, train_seconds, steps_per_s)
+    last, train_time, steps = summary["last"], summary["seconds"], trainer.step
+    trainer.write_samples()
 
     print("[4/4] translating held-out faces and writing the page ...", flush=True)
     info: dict = {"facts": {}}
     for direction, source in (("a2b", data["testA"]), ("b2a", data["testB"])):
         generator = load_generator(run_dir, direction, "cpu")
-        result = translate_folder(generator, source, out / f"translated_{direction}")
+        masks_dir = out / f"masks_{direction}" if config.model.attention_mask else None
+        result = translate_folder(generator, source, out / f"translated_{direction}", masks_dir=masks_dir)
         inputs = sorted(Path(source).glob("*.png"))
         outputs = [out / f"translated_{direction}" / p.name for p in inputs]
-        info[f"grid_{direction}"] = before_after_grid(inputs, outputs, out / f"grid_{direction}.png").name
+        masks = [masks_dir / p.name for p in inputs] if masks_dir else None
+        info[f"grid_{direction}"] = before_after_grid(inputs, outputs, out / f"grid_{direction}.png", masks=masks).name
         info["facts"][f"held-out images {direction}"] = len(result["written"])
     samples = sorted((run_dir / "samples").glob("*.png"))
     if samples:
@@ -186,7 +160,8 @@ def run_demo(out_dir: str | Path, minutes: float = 8.0, n_train: int = 300, n_te
     info["curves"] = curves.name if curves else None
     total = time.perf_counter() - started
     info["facts"].update({
-        "training steps": steps, "batch size": config.train.batch_size, "image size": f"{DEMO_SIZE} px",
+        "recipe": DEMO_PRESET, "training steps": steps, "re-plans (step, new total)": summary["replans"] or "none",
+        "batch size": config.train.batch_size, "image size": f"{DEMO_SIZE} px",
         "training images/s per domain (last log window)": f"{last.get('images_per_s', float('nan')):.2f}",
         "training time": f"{train_time:.0f} s", "demo wall time": f"{total:.0f} s",
         "device": str(trainer.device), "run directory": str(run_dir),

@@ -23,13 +23,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--source-expression", default=None, help="expression of domain A (target of b2a)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--feature-cache", default=None, metavar="DIR",
+                   help="keep the FID/KID Inception features of the real image sets in DIR (.npy, keyed by the "
+                        "images' content), so repeated evaluations against the same held-out sets compute them once")
     p.set_defaults(func=run)
+
+
+def cached_features(images, cache_dir: Path, device, batch_size: int):
+    """Inception pool features `(N, 2048)` of `images` `(N, C, H, W)` in [-1, 1], read from or written to
+    `cache_dir/inception_<sha256 of the pixels>.npy` (plain arrays, loaded without pickle)."""
+    import hashlib
+    import os
+
+    import numpy as np
+
+    from facecycle.evaluation import fid as fidlib
+
+    key = hashlib.sha256(images.contiguous().numpy().tobytes() + str(tuple(images.shape)).encode()).hexdigest()[:24]
+    path = Path(cache_dir) / f"inception_{key}.npy"
+    if path.is_file():
+        return np.load(path, allow_pickle=False)
+    features = fidlib.InceptionFeatures(None, device=device, batch_size=batch_size)(images)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(tmp, features)
+    os.replace(tmp, path)  # atomic: concurrent evaluations never read half a file
+    return features
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data_a: str | Path, data_b: str | Path, out: str | Path,
                         directions: list[str], metrics: list[str], max_images: int = 500,
                         expressions: dict[str, str | None] | None = None, device: str = "auto",
-                        batch_size: int = 16) -> dict:
+                        batch_size: int = 16, feature_cache: str | Path | None = None) -> dict:
     """Evaluate the given directions; writes `out/<direction>/{metrics.json,report.html}` and
     `out/metrics.json` (all directions); returns {direction: evaluate_translations result}."""
     import json
@@ -60,9 +85,13 @@ def evaluate_checkpoint(checkpoint: str | Path, data_a: str | Path, data_b: str 
         batches = [real[src][i:i + batch_size] for i in range(0, len(real[src]), batch_size)]
         fake = torch.cat([translate_tensor(generators[direction], b) for b in batches])
         rec = torch.cat([translate_tensor(generators[back], fake[i:i + batch_size]) for i in range(0, len(fake), batch_size)])
+        features = {}
+        if feature_cache is not None and ("fid" in metrics or "kid" in metrics):
+            features = {"target_features": cached_features(real[dst], Path(feature_cache), dev, batch_size),
+                        "input_features": cached_features(real[src], Path(feature_cache), dev, batch_size)}
         result = evaluate_translations(real[src], fake, real[dst], reconstructions=rec, metrics=metrics,
                                        target_expression=(expressions or {}).get(direction), device=dev,
-                                       batch_size=batch_size)
+                                       batch_size=batch_size, **features)
         result["checkpoint"] = {"path": str(source), "step": generators[direction].step, "direction": direction}
         write_report(out / direction, result, samples={"input": real[src], "translated": fake, "reconstructed": rec},
                      stats_path=stats if stats and stats.is_file() else None,
@@ -77,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate_checkpoint(args.checkpoint, args.data_a, args.data_b, args.out, directions,
                                   [m.strip() for m in args.metrics.split(",") if m.strip()], args.max_images,
                                   {"a2b": args.target_expression, "b2a": args.source_expression},
-                                  args.device, args.batch_size)
+                                  args.device, args.batch_size, args.feature_cache)
     for direction, result in results.items():
         shown = ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items() if isinstance(v, (int, float)))
         print(f"{direction}: {shown}")

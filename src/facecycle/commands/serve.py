@@ -12,7 +12,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Serve a page at http://HOST:PORT/ (upload or drop a photo, choose the direction, "
                     "download the result) and an API: POST /api/translate (multipart 'file' + "
                     "'direction') -> PNG; GET /api/info -> JSON.")
-    p.add_argument("--checkpoint", required=True, help="run directory, checkpoint file or exported generator")
+    p.add_argument("--checkpoint", default=None,
+                   help="run directory, checkpoint file, exported generator or built-in model name "
+                        "(default: the built-in 'smile' model, neutral <-> happy)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 exposes it, unauthenticated)")
     p.add_argument("--port", type=int, default=7860)
@@ -55,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     from facecycle.inference.translator import Translator
     from facecycle.serve.app import MB, FacePipeline, ServeOptions, TranslatorPipeline, create_app
 
-    translator = Translator.load(args.checkpoint, device=args.device, direction=args.direction)
+    from facecycle.zoo import DEFAULT_MODEL
+
+    translator = Translator.load(args.checkpoint or DEFAULT_MODEL, device=args.device, direction=args.direction)
     options = ServeOptions(max_upload_bytes=int(args.max_upload_mb * MB), max_size=args.max_size or None)
     pipeline_class = FacePipeline if args.faces else TranslatorPipeline
     app = create_app(pipeline_class(translator, options.max_size), options)

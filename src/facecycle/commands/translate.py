@@ -9,7 +9,9 @@ from pathlib import Path
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("translate", help="translate an image, a folder or a video with a trained generator")
-    p.add_argument("--checkpoint", required=True, help="run directory, checkpoint file or exported generator")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="run directory, checkpoint file or exported generator")
+    source.add_argument("--model", help="a built-in model by name: smile (a2b: neutral -> happy, b2a: happy -> neutral)")
     p.add_argument("--input", required=True, help="image file or folder (any nesting)")
     p.add_argument("--output", required=True, help="output folder (same relative paths and stems, .png)")
     p.add_argument("--direction", default="a2b", choices=["a2b", "b2a"])
@@ -25,6 +27,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="process images whose longer side exceeds this at that size, then resize back")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--save-masks", default=None, metavar="DIR",
+                   help="attention models: also write each translation's mask (white = changed) into DIR")
+    p.add_argument("--work-size", default="auto",
+                   help="run the network with the shorter side at this size; 'auto': attention models run at "
+                        "their training size and compose at the input's resolution, others at the input's size; "
+                        "'full': always at the input's size")
     faces = p.add_argument_group("face mode (photos and videos: detect, align, translate, paste back)")
     faces.add_argument("--faces", action="store_true",
                        help="translate the aligned faces inside whole photos/videos and paste them back")
@@ -42,16 +50,24 @@ def run(args: argparse.Namespace) -> int:
     from facecycle.inference.translate import translate_folder
     from facecycle.training.device import resolve_device
 
-    generator = load_generator(args.checkpoint, args.direction, resolve_device(args.device),
+    from facecycle.errors import ConfigError
+
+    if args.work_size not in ("auto", "full") and not (args.work_size.isdigit() and int(args.work_size) >= 8):
+        raise ConfigError(f"--work-size must be auto, full or a size >= 8, got {args.work_size!r}")
+    work_size = None if args.work_size == "full" else args.work_size if args.work_size == "auto" else int(args.work_size)
+    generator = load_generator(args.model or args.checkpoint, args.direction, resolve_device(args.device),
                                target=args.target, expression=args.expression)
     if generator.target is not None:
         from facecycle.inference.conditional import describe_target
 
         args.direction = f"to {describe_target(generator.target, generator.condition_columns, generator.condition_kind or '')}"
     if args.faces:
+        if args.save_masks:
+            raise ConfigError("--save-masks writes the masks of whole images; it does not apply with --faces")
         return run_faces(args, generator)
     result = translate_folder(generator, args.input, args.output, batch_size=args.batch_size,
-                              max_size=args.max_size, precision=args.precision)
+                              max_size=args.max_size, precision=args.precision, work_size=work_size,
+                              masks_dir=args.save_masks)
     for path, reason in result["failed"]:
         print(f"warning: skipped {path}: {reason}", file=sys.stderr)
     print(f"translated {len(result['written'])} image(s) {args.direction} -> {Path(args.output)}"

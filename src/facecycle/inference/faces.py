@@ -9,22 +9,22 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from facecycle.data.images import IMAGE_EXTENSIONS, load_image, pil_to_tensor, tensor_to_uint8
+from facecycle.data.images import IMAGE_EXTENSIONS, load_image
 from facecycle.errors import DataError
 from facecycle.inference.loading import LoadedGenerator
-from facecycle.inference.translate import output_path, translate_tensor
+from facecycle.inference.translate import default_work_size, output_path, translate_image
 
 
 def crop_translator(generator: LoadedGenerator, precision: str = "fp32") -> Callable[[np.ndarray], np.ndarray]:
     """`(S, S, 3)` uint8 RGB aligned crop -> translated crop of the same shape.
 
-    A grayscale model sees the crop in grayscale and its output is repeated to RGB.
+    A grayscale model translates the crop's luminance and keeps its colours; an attention model
+    runs at its training size and composes at the crop's size (`translate_image`).
     """
 
     def translate_crop(crop: np.ndarray) -> np.ndarray:
-        image = Image.fromarray(crop).convert("L" if generator.channels == 1 else "RGB")
-        out = tensor_to_uint8(translate_tensor(generator, pil_to_tensor(image).unsqueeze(0), precision)[0])
-        return np.repeat(out, 3, axis=2) if out.shape[2] == 1 else out
+        out = translate_image(generator, Image.fromarray(crop), precision=precision)
+        return np.asarray(out.convert("RGB"))
 
     return translate_crop
 
@@ -53,7 +53,9 @@ def translate_faces_in_paths(generator: LoadedGenerator, input_path: str | Path,
     if not files:
         raise DataError(f"no image or video found in {root}")
     fn = crop_translator(generator, precision)
-    size = generator.crop_size
+    # Attention models compose at full resolution, so their crops are aligned (and pasted back)
+    # at up to 256 px instead of the training size: what the mask leaves alone stays sharp.
+    size = max(generator.crop_size, 256) if default_work_size(generator) else generator.crop_size
     written: list[Path] = []
     no_face: list[Path] = []
     failed: list[tuple[Path, str]] = []

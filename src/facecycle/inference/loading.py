@@ -71,6 +71,25 @@ def generator_from_state(config_dict: dict[str, Any], state_dict: dict[str, torc
                            config.to_dict(), source, step)
 
 
+def resolve_model_file(path: str | Path, direction: str = "a2b") -> Path:
+    """A run directory -> its newest checkpoint; a file -> itself; the name of a built-in model
+    (facecycle.zoo, e.g. "smile") -> its export for `direction`."""
+    from facecycle.training import checkpoint as ckpt
+    from facecycle.zoo import BUILTIN_MODELS, builtin
+
+    model = builtin(path)
+    if model is not None:
+        if not model.available():
+            raise CheckpointError(f"the built-in model '{model.name}' is not installed (missing {model.path(direction)}); "
+                                  "reinstall facecycle")
+        return model.path(direction)
+    p = Path(path)
+    if not p.exists() and len(p.parts) == 1 and not p.suffix:
+        raise CheckpointError(f"no run directory, checkpoint or built-in model called '{path}'; "
+                              f"built-in models: {', '.join(BUILTIN_MODELS)}")
+    return ckpt.resolve_checkpoint(path)
+
+
 def load_generator(path: str | Path, direction: str = "a2b", device: torch.device | str | None = None,
                    target: str | torch.Tensor | None = None, expression: str | None = None) -> LoadedGenerator:
     """Run dir (newest checkpoint), a `step_*.pt`/`best.pt` checkpoint, or an exported file.
@@ -83,7 +102,7 @@ def load_generator(path: str | Path, direction: str = "a2b", device: torch.devic
 
     check_direction(direction)
     dev = resolve_device("auto") if device is None else torch.device(device)
-    file = ckpt.resolve_checkpoint(path)
+    file = resolve_model_file(path, direction)
     import facecycle.inference.exported  # noqa: F401  (registers the .onnx/.ts/.safetensors loaders)
 
     loader = LOADERS.get(file.suffix.lower())

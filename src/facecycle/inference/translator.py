@@ -51,7 +51,8 @@ class Translator:
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None,
              direction: str | None = None) -> "Translator":
-        """Load from a run directory (newest checkpoint), a checkpoint file or an exported file.
+        """Load from a run directory (newest checkpoint), a checkpoint file, an exported file, or
+        the name of a built-in model ("smile": a2b = neutral -> happy, b2a = happy -> neutral).
 
         `device`: None/"auto" picks CUDA when present. `direction` is the default direction of
         `translate`; None means "a2b" for checkpoints and the exported direction for exports.
@@ -64,6 +65,12 @@ class Translator:
         if direction is not None:
             check_direction(direction)
         dev = resolve_device("auto" if device is None else str(device))
+        from facecycle.zoo import builtin
+
+        model = builtin(path)
+        if model is not None:  # a built-in model: one export per direction
+            generators = {d: load_generator(path, d, dev) for d in model.files}
+            return cls(generators, direction or "a2b")
         file = resolve_checkpoint(path)
         if file.suffix.lower() in SUFFIX_TO_FORMAT:
             from facecycle.inference.exported import read_metadata

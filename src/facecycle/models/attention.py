@@ -18,6 +18,7 @@ trainer logs the mask's mean and spread so a collapse is visible.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -25,8 +26,8 @@ class AttentionGenerator(nn.Module):
     """Wraps a generator whose last layer is `Tanh` with `out_channels + 1` outputs.
 
     The first `out_channels` channels are the content `C` in [-1, 1]; the last one, `t`, becomes
-    the mask `A = (t + 1) / 2` in [0, 1] (a sigmoid of twice the pre-activation), so both heads
-    share every layer but the output convolution's filters.
+    the mask `A = (smooth(t) + 1) / 2` in [0, 1] (a sigmoid of twice the pre-activation, averaged over
+    4x4 cells and upsampled), so both heads share every layer but the output convolution's filters.
 
     x: `(N, C, H, W)` float in [-1, 1], H and W multiples of `size_multiple`.
     `forward(x)` -> fake `(N, C, H, W)` in [-1, 1] (what export and inference see);
@@ -36,18 +37,26 @@ class AttentionGenerator(nn.Module):
 
     attention_mask = True
 
+    #: The mask is averaged over MASK_CELL x MASK_CELL cells and upsampled bilinearly. Measured: a
+    #: full-resolution mask met the area floor with a lattice of single saturated pixels (the
+    #: transposed convolutions' checkerboard), which changes nothing visible but fools the guard.
+    #: A mask that is smooth by construction can only open whole regions.
+    MASK_CELL = 4
+
     def __init__(self, base: nn.Module, channels: int) -> None:
         super().__init__()
         self.base = base
         self.channels = channels
-        self.size_multiple = int(getattr(base, "size_multiple", 1))
+        self.size_multiple = max(int(getattr(base, "size_multiple", 1)), self.MASK_CELL)
 
     def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.base(x)
         if out.shape[1] != self.channels + 1:
             raise ValueError(f"the base generator returned {out.shape[1]} channels, expected {self.channels + 1}")
-        content, mask = out[:, : self.channels], out[:, self.channels :]
-        return content, (mask + 1) * 0.5
+        content, t = out[:, : self.channels], out[:, self.channels :]
+        cells = F.avg_pool2d(t, self.MASK_CELL)
+        t = F.interpolate(cells, size=t.shape[-2:], mode="bilinear", align_corners=False)
+        return content, (t + 1) * 0.5
 
     def forward(self, x: torch.Tensor, with_mask: bool = False):  # type: ignore[override]
         content, mask = self.parts(x)

@@ -1,0 +1,85 @@
+"""Train for a wall-clock budget instead of a step count (`facecycle demo`, benchmarks/quality.py).
+
+The LR schedule (constant, then linear decay to 0 over `decay_steps`) is defined in steps, so
+the number of steps that fit the budget has to be planned from the measured speed. Speed on a
+shared machine moves by 2-10x from one minute to the next, so:
+
+* the plan is re-made after every segment (a tenth of the budget) from the *cumulative* rate,
+  a long window that one slow minute cannot dominate;
+* a re-plan may cut the total by at most `max_cut` of the previous plan (and grow it by at most
+  2x), so a burst of load cannot shrink the run to a few hundred steps;
+* re-plans happen only while the LR is still constant, so the schedule stays a clean
+  constant-then-decay one; in the decay phase the plan is fixed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from facecycle.config import Config, with_values
+
+
+def calibrate_steps_per_second(config: Config, run_dir: Path, probe_steps: int = 6) -> float:
+    """Generator updates per second of `config` on this machine (the first, warm-up step excluded).
+
+    One `fit` call for the timed steps: every `fit(until_step=...)` ends with a checkpoint write,
+    which must not be counted once per step."""
+    from facecycle.training.trainer import CycleGANTrainer  # the trainer imports nothing from here
+
+    probe = with_values(config, train={"steps": probe_steps + 1, "checkpoint_every": 10**9,
+                                       "sample_every": 10**9, "log_every": 10**9})
+    trainer = CycleGANTrainer(probe, run_dir, progress=False)
+    trainer.logger.enabled = False
+    trainer.fit(until_step=1)  # warm-up: allocator, optimizer state
+    start = time.perf_counter()
+    trainer.fit()
+    return probe_steps / (time.perf_counter() - start)
+
+
+def replan(trainer: Any, steps: int) -> None:
+    """Set the run's total steps (keeping the decay fraction) on a live trainer."""
+    config = trainer.config
+    fraction = config.decay_steps / max(config.train.steps, 1)
+    trainer.config = with_values(config, train={"steps": steps, "decay_steps": int(steps * fraction)})
+    for schedule in (trainer.sched_G, trainer.sched_D):
+        schedule.total_steps, schedule.decay_steps = steps, trainer.config.decay_steps
+
+
+def fit_within(trainer: Any, seconds: float, rate: float, marks: Sequence[float] = (),
+               on_mark: Optional[Callable[[float, float], None]] = None, segments: int = 10,
+               max_cut: float = 0.3) -> dict[str, Any]:
+    """Train `trainer` (a CycleGANTrainer whose schedule is already planned) for about `seconds`.
+
+    rate: a first speed estimate in steps/s (e.g. from a warm probe). marks: times in seconds
+    at which `on_mark(mark, elapsed)` is called with a checkpoint of that moment on disk (the
+    benchmark's snapshots). Returns {"seconds", "steps", "replans": [(step, total), ...], "last"}.
+    """
+    marks = sorted(m for m in marks if 0 < m < seconds)
+    elapsed = 0.0
+    done_at_start = trainer.step
+    replans: list[tuple[int, int]] = []
+    last: dict[str, float] = {}
+    replan(trainer, max(trainer.step + int(rate * seconds), trainer.step + 2))
+    while trainer.step < trainer.config.train.steps:
+        total = trainer.config.train.steps
+        next_time = min([m for m in marks if m > elapsed + 1e-6] + [elapsed + seconds / segments, seconds])
+        final = next_time >= seconds
+        target = total if final else min(trainer.step + max(int(rate * (next_time - elapsed)), 1), total - 1)
+        start = time.perf_counter()
+        last = trainer.fit(until_step=target) or last
+        elapsed += time.perf_counter() - start
+        rate = (trainer.step - done_at_start) / max(elapsed, 1e-9)  # cumulative: a long, robust window
+        for mark in [m for m in marks if m <= elapsed + 1e-6]:
+            marks.remove(mark)
+            if on_mark is not None:
+                on_mark(mark, elapsed)
+        constant_phase = trainer.step < total - trainer.config.decay_steps
+        if constant_phase and not final:
+            wanted = trainer.step + int(rate * max(seconds - elapsed, 0.0))
+            bounded = min(max(wanted, int(total * (1 - max_cut)), trainer.step + 2), total * 2)
+            if bounded != total:
+                replan(trainer, bounded)
+                replans.append((trainer.step, bounded))
+    return {"seconds": elapsed, "steps": trainer.step - done_at_start, "replans": replans, "last": last}
