@@ -193,8 +193,39 @@ def curves(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def grids(results: list[dict], folders: dict[str, Path], out: Path, count: int = 8) -> None:
-    """Rows of held-out faces: input | each variant's final output (| its mask, attention models)."""
+def mask_curves(results: list[dict], out: Path, path: Path) -> bool:
+    """Mean and spread (std over pixels) of the attention masks against training minutes, from each
+    run's stats.jsonl; False when no variant has a mask."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from facecycle.training.logging import read_stats
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    drawn = False
+    for result in results:
+        records = [r for r in read_stats(out / result["name"] / "run") if "loss_mask_mean" in r]
+        if not records:
+            continue
+        last = result["records"][-1]
+        minutes = [r["step"] / last["step"] * last["minutes"] for r in records]  # steps -> minutes, linear
+        mean = [r["loss_mask_mean"] for r in records]
+        std = [r["loss_mask_std"] for r in records]
+        ax.plot(minutes, mean, label=f"{result['name']} mean")
+        ax.fill_between(minutes, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)], alpha=0.2)
+        drawn = True
+    if drawn:
+        ax.set_xlabel("training minutes"); ax.set_ylabel("mask A (mean ± std over pixels)")
+        ax.grid(alpha=0.3); ax.legend(fontsize=8); fig.tight_layout(); fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return drawn
+
+
+def grids(results: list[dict], folders: dict[str, Path], out: Path, count: int = 8) -> list[str]:
+    """Rows of held-out faces: input | each variant's final output (| its mask, attention models).
+    Returns the column labels."""
     import torch
 
     from facecycle.data.images import load_image, make_grid, pil_to_tensor
@@ -204,6 +235,7 @@ def grids(results: list[dict], folders: dict[str, Path], out: Path, count: int =
     for direction, source in (("a2b", folders["testA"]), ("b2a", folders["testB"])):
         files = sorted(source.iterdir())[:: max(len(list(source.iterdir())) // count, 1)][:count]
         columns: list[list[torch.Tensor]] = []
+        labels = ["input"]
         size = None
         for result in results:
             gen = load_generator(result["records"][-1]["snapshot"], direction, "cpu")
@@ -215,15 +247,18 @@ def grids(results: list[dict], folders: dict[str, Path], out: Path, count: int =
                 if is_attention(gen.net):
                     fake, mask = gen.net(x, with_mask=True)
                     columns += [list(fake), list(mask * 2 - 1)]
+                    labels += [result["name"], f"{result['name']} mask"]
                 else:
                     columns.append(list(gen.net(x)))
+                    labels.append(result["name"])
         rows = [[col[i] for col in columns] for i in range(len(files))]
         grid = make_grid(rows)
         grid.resize((grid.width * 2, grid.height * 2)).save(out / f"grid_{direction}.png")
+    return labels
 
 
-def report(results: list[dict], out: Path, args: argparse.Namespace) -> str:
-    cols = " | ".join(["input"] + [r["name"] + (" (+ mask)" if "faces" in r["name"] else "") for r in results])
+def report(results: list[dict], out: Path, args: argparse.Namespace, labels: list[str]) -> str:
+    cols = " | ".join(labels)
     text = [f"# Time-to-quality: neutral <-> happy, {args.minutes:g} min per variant, {args.size} px",
             "", f"Command: `python benchmarks/quality.py {' '.join(sys.argv[1:])}`", ""]
     for r in results:
@@ -231,7 +266,7 @@ def report(results: list[dict], out: Path, args: argparse.Namespace) -> str:
                     f"{r['batch_size']} (planned {r['planned_steps']})")
     for direction, what in (("a2b", "neutral → happy (target: happy)"), ("b2a", "happy → neutral (target: neutral)")):
         text += ["", f"## {what}", "", table(results, direction)]
-    text += ["", "![curves](curves.png)", "", f"Grids (columns: {cols}):", "",
+    text += ["", "![curves](curves.png)", "", "![masks](masks.png)", "", f"Grids (columns: {cols}):", "",
              "![a2b](grid_a2b.png) ![b2a](grid_b2a.png)", ""]
     return "\n".join(text)
 
@@ -271,8 +306,9 @@ def main() -> None:
     results = [json.loads((args.out / spec.partition("=")[0] / "result.json").read_text()) for spec in variants]
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     curves(results, args.out / "curves.png")
-    grids(results, folders, args.out)
-    (args.out / "report.md").write_text(report(results, args.out, args))
+    mask_curves(results, args.out, args.out / "masks.png")
+    labels = grids(results, folders, args.out)
+    (args.out / "report.md").write_text(report(results, args.out, args, labels))
     print((args.out / "report.md").read_text())
 
 

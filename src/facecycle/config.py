@@ -47,6 +47,7 @@ class ModelConfig:
     gen_depth: int = 0  # U-Net downsamplings; 0 = chosen from crop_size
     gen_dropout: float = 0.0
     gen_attention: bool = False  # SAGAN-style self-attention in the generator bottleneck
+    gen_upsample: str = "transpose"  # ResNet decoder: transpose (paper) | resize (nearest x2 + conv, no checkerboard)
     norm: str = "instance"  # instance | batch | none
     discriminator: str = "patch"  # see facecycle.models.DISCRIMINATORS
     disc_width: int = 64
@@ -177,6 +178,10 @@ class Config:
             problems.append(f"data.crop_size must be >= 16, got {d.crop_size}")
         if d.load_size < d.crop_size:
             problems.append(f"data.load_size ({d.load_size}) must be >= data.crop_size ({d.crop_size})")
+        if m.gen_upsample not in ("transpose", "resize"):
+            problems.append(f"model.gen_upsample must be transpose or resize, got '{m.gen_upsample}'")
+        if m.gen_upsample != "transpose" and m.generator != "resnet":
+            problems.append(f"model.gen_upsample={m.gen_upsample} is only for the resnet generator")
         if m.norm not in ("instance", "batch", "none"):
             problems.append(f"model.norm must be instance, batch or none, got '{m.norm}'")
         if l.identity_mode not in ("relative", "absolute"):

@@ -30,6 +30,8 @@ def build_generator(config: Config, in_channels: int | None = None, out_channels
                         dropout=m.gen_dropout, attention=m.gen_attention)
     if m.generator == "resnet":
         kwargs["blocks"] = m.gen_blocks
+        if m.gen_upsample != "transpose":  # only passed when set: other resnet-like builders keep their signature
+            kwargs["upsample"] = m.gen_upsample
     elif m.generator == "unet":
         kwargs["depth"] = m.gen_depth or unet_depth_for(config.data.crop_size)
     if m.attention_mask:

@@ -47,6 +47,16 @@ def replan(trainer: Any, steps: int) -> None:
         schedule.total_steps, schedule.decay_steps = steps, trainer.config.decay_steps
 
 
+def next_plan(step: int, total: int, decay_steps: int, rate: float, remaining: float, max_cut: float = 0.3) -> int:
+    """The run's new total steps after a segment: what `rate` (steps/s) fits into `remaining`
+    seconds, cut by at most `max_cut` of `total` and grown by at most 2x; unchanged once the LR
+    decay has started (step >= total - decay_steps)."""
+    if step >= total - decay_steps:
+        return total
+    wanted = step + int(rate * max(remaining, 0.0))
+    return min(max(wanted, int(total * (1 - max_cut)), step + 2), total * 2)
+
+
 def fit_within(trainer: Any, seconds: float, rate: float, marks: Sequence[float] = (),
                on_mark: Optional[Callable[[float, float], None]] = None, segments: int = 10,
                max_cut: float = 0.3) -> dict[str, Any]:
@@ -75,11 +85,9 @@ def fit_within(trainer: Any, seconds: float, rate: float, marks: Sequence[float]
             marks.remove(mark)
             if on_mark is not None:
                 on_mark(mark, elapsed)
-        constant_phase = trainer.step < total - trainer.config.decay_steps
-        if constant_phase and not final:
-            wanted = trainer.step + int(rate * max(seconds - elapsed, 0.0))
-            bounded = min(max(wanted, int(total * (1 - max_cut)), trainer.step + 2), total * 2)
-            if bounded != total:
-                replan(trainer, bounded)
-                replans.append((trainer.step, bounded))
+        if not final:
+            planned = next_plan(trainer.step, total, trainer.config.decay_steps, rate, seconds - elapsed, max_cut)
+            if planned != total:
+                replan(trainer, planned)
+                replans.append((trainer.step, planned))
     return {"seconds": elapsed, "steps": trainer.step - done_at_start, "replans": replans, "last": last}

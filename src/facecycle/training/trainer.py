@@ -59,7 +59,7 @@ from facecycle.training.schedule import LinearDecaySchedule
 CHECKPOINT_FORMAT = 1
 # Settings a checkpoint's weights depend on: changing any of them on resume is an error.
 ARCHITECTURE_KEYS = [("data", "channels")] + [("model", k) for k in (
-    "generator", "gen_width", "gen_blocks", "gen_depth", "gen_attention", "attention_mask", "norm",
+    "generator", "gen_width", "gen_blocks", "gen_depth", "gen_attention", "gen_upsample", "attention_mask", "norm",
     "discriminator", "disc_width", "disc_layers", "disc_layers_2", "disc_scales", "spectral_norm")]
 
 
