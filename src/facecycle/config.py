@@ -47,7 +47,7 @@ class ModelConfig:
     gen_depth: int = 0  # U-Net downsamplings; 0 = chosen from crop_size
     gen_dropout: float = 0.0
     gen_attention: bool = False  # SAGAN-style self-attention in the generator bottleneck
-    norm: str = "instance"  # instance | batch | none
+    norm: str = "instance"  # instance | instance_affine | batch | none
     discriminator: str = "patch"  # see facecycle.models.DISCRIMINATORS
     disc_width: int = 64
     disc_layers: int = 3  # 3 = 70x70 PatchGAN; 5 = face-off "5-layer" D
@@ -170,8 +170,8 @@ class Config:
             problems.append(f"data.crop_size must be >= 16, got {d.crop_size}")
         if d.load_size < d.crop_size:
             problems.append(f"data.load_size ({d.load_size}) must be >= data.crop_size ({d.crop_size})")
-        if m.norm not in ("instance", "batch", "none"):
-            problems.append(f"model.norm must be instance, batch or none, got '{m.norm}'")
+        if m.norm not in ("instance", "instance_affine", "batch", "none"):
+            problems.append(f"model.norm must be instance, instance_affine, batch or none, got '{m.norm}'")
         if l.identity_mode not in ("relative", "absolute"):
             problems.append(f"loss.identity_mode must be relative or absolute, got '{l.identity_mode}'")
         if not 0.0 <= l.dual_lambda <= 1.0:
