@@ -10,7 +10,8 @@ from pathlib import Path
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("translate", help="translate an image, a folder or a video with a trained generator")
     p.add_argument("--checkpoint", required=True, help="run directory, checkpoint file or exported generator")
-    p.add_argument("--input", required=True, help="image file or folder (any nesting)")
+    p.add_argument("--input", help="image file or folder (any nesting)")
+    p.add_argument("--dataroot", help="reference CycleGAN layout: translate DIR/testA (a2b) or DIR/testB (b2a)")
     p.add_argument("--output", required=True, help="output folder (same relative paths and stems, .png)")
     p.add_argument("--direction", default="a2b", choices=["a2b", "b2a"])
     cond = p.add_argument_group("conditional models (train.mode=conditional)")
@@ -37,11 +38,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def input_folder(args: argparse.Namespace) -> str:
+    """--input, or DIR/testA (a2b) / DIR/testB (b2a) from --dataroot DIR."""
+    from facecycle.data.layout import reference_folders
+    from facecycle.errors import ConfigError
+
+    if args.dataroot:
+        if args.input:
+            raise ConfigError("--dataroot picks the input (DIR/testA or DIR/testB): drop --input or --dataroot")
+        test_a, test_b = reference_folders(args.dataroot, "test")
+        return test_b if args.direction == "b2a" else test_a
+    if not args.input:
+        raise ConfigError("nothing to translate: pass --input FILE_OR_FOLDER (or --dataroot DIR with testA/, testB/)")
+    return args.input
+
+
 def run(args: argparse.Namespace) -> int:
     from facecycle.inference.loading import load_generator
     from facecycle.inference.translate import translate_folder
     from facecycle.training.device import resolve_device
 
+    args.input = input_folder(args)
     generator = load_generator(args.checkpoint, args.direction, resolve_device(args.device),
                                target=args.target, expression=args.expression)
     if generator.target is not None:
