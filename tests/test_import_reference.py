@@ -74,6 +74,7 @@ def test_dropout_blocks_and_legacy_instance_norm_statistics(tmp_path) -> None:
     torch.testing.assert_close(translator.generators["b2a"].net(x), ref_output(ref, x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_import_both_directions_then_translate_export_serve(tmp_path, cli_env) -> None:
     g_a, g_b = randomise(RefResnet(3, 8, 6, "instance"), 1), randomise(RefResnet(3, 8, 6, "instance"), 2)
     folder = tmp_path / "checkpoints" / "horse2zebra"

@@ -24,6 +24,7 @@ def dataroot(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_dataroot_for_train_evaluate_translate(dataroot, tmp_path, cli_env) -> None:
     run_dir = tmp_path / "run"
     proc = run(["train", "--dataroot", str(dataroot), "--run-dir", str(run_dir), "--steps", "1", *TINY], cli_env)
