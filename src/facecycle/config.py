@@ -48,7 +48,7 @@ class ModelConfig:
     gen_dropout: float = 0.0
     gen_attention: bool = False  # SAGAN-style self-attention in the generator bottleneck
     gen_upsample: str = "transpose"  # ResNet decoder: transpose (paper) | resize (nearest x2 + conv, no checkerboard)
-    norm: str = "instance"  # instance | batch | none
+    norm: str = "instance"  # instance | instance_affine | batch | none
     discriminator: str = "patch"  # see facecycle.models.DISCRIMINATORS
     disc_width: int = 64
     disc_layers: int = 3  # 3 = 70x70 PatchGAN; 5 = face-off "5-layer" D
@@ -182,8 +182,8 @@ class Config:
             problems.append(f"model.gen_upsample must be transpose or resize, got '{m.gen_upsample}'")
         if m.gen_upsample != "transpose" and m.generator != "resnet":
             problems.append(f"model.gen_upsample={m.gen_upsample} is only for the resnet generator")
-        if m.norm not in ("instance", "batch", "none"):
-            problems.append(f"model.norm must be instance, batch or none, got '{m.norm}'")
+        if m.norm not in ("instance", "instance_affine", "batch", "none"):
+            problems.append(f"model.norm must be instance, instance_affine, batch or none, got '{m.norm}'")
         if l.identity_mode not in ("relative", "absolute"):
             problems.append(f"loss.identity_mode must be relative or absolute, got '{l.identity_mode}'")
         if not 0.0 <= l.dual_lambda <= 1.0:

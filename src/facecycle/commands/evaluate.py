@@ -9,11 +9,15 @@ from pathlib import Path
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate", help="score a model: FID/KID, LPIPS, SSIM/PSNR, identity, expression",
                               description="Translate images of the source domain and compare with the target domain. "
-                                          "Writes metrics.json and report.html into --out.")
+                                          "Writes into --out: report.html (one page for all evaluated directions: "
+                                          "metric table, sample grids, links) and metrics.json (all directions), "
+                                          "plus a2b/ and b2a/ with each direction's own report.html, metrics.json, "
+                                          "sample grid and loss curves.")
     p.add_argument("--checkpoint", required=True, help="run directory or checkpoint file (both generators)")
-    p.add_argument("--data-a", required=True, help="held-out images of domain A")
-    p.add_argument("--data-b", required=True, help="held-out images of domain B")
-    p.add_argument("--out", required=True, help="folder for metrics.json and report.html")
+    p.add_argument("--data-a", help="held-out images of domain A")
+    p.add_argument("--data-b", help="held-out images of domain B")
+    p.add_argument("--dataroot", help="reference CycleGAN layout: DIR/testA and DIR/testB (instead of --data-a/-b)")
+    p.add_argument("--out", required=True, help="folder for report.html, metrics.json and the a2b/, b2a/ reports")
     p.add_argument("--direction", default="both", choices=["a2b", "b2a", "both"])
     p.add_argument("--metrics", default="fid,kid,lpips,ssim,psnr",
                    help="comma-separated: fid,kid,lpips,ssim,ms_ssim,psnr,identity,expression,au,inception_score")
@@ -55,15 +59,16 @@ def evaluate_checkpoint(checkpoint: str | Path, data_a: str | Path, data_b: str 
                         directions: list[str], metrics: list[str], max_images: int = 500,
                         expressions: dict[str, str | None] | None = None, device: str = "auto",
                         batch_size: int = 16, feature_cache: str | Path | None = None) -> dict:
-    """Evaluate the given directions; writes `out/<direction>/{metrics.json,report.html}` and
-    `out/metrics.json` (all directions); returns {direction: evaluate_translations result}."""
+    """Evaluate the given directions; writes `out/<direction>/{metrics.json,report.html}`,
+    `out/metrics.json` (all directions) and `out/report.html` (one page for all directions);
+    returns {direction: evaluate_translations result}."""
     import json
 
     import torch
 
     from facecycle.evaluation.held_out import load_sample
     from facecycle.evaluation.metrics import check_metric_names, evaluate_translations
-    from facecycle.evaluation.report import write_report
+    from facecycle.evaluation.report import write_index, write_report
     from facecycle.inference.loading import load_generator
     from facecycle.inference.translate import translate_tensor
     from facecycle.training.checkpoint import resolve_checkpoint
@@ -98,12 +103,29 @@ def evaluate_checkpoint(checkpoint: str | Path, data_a: str | Path, data_b: str 
                      title=f"facecycle evaluation: {direction} ({source.name})")
         results[direction] = result
     (out / "metrics.json").write_text(json.dumps({d: r["metrics"] for d, r in results.items()}, indent=2) + "\n")
+    write_index(out, results, title=f"facecycle evaluation ({source.name})")
     return results
 
 
+def held_out_folders(args: argparse.Namespace) -> tuple[str, str]:
+    """--data-a/--data-b, or DIR/testA and DIR/testB from --dataroot DIR."""
+    from facecycle.data.layout import reference_folders
+    from facecycle.errors import ConfigError
+
+    if args.dataroot:
+        if args.data_a or args.data_b:
+            raise ConfigError("--dataroot gives both domains (DIR/testA, DIR/testB): drop --data-a/--data-b or --dataroot")
+        return reference_folders(args.dataroot, "test")
+    if not (args.data_a and args.data_b):
+        raise ConfigError("both held-out domains are needed: pass --data-a DIR and --data-b DIR, or --dataroot DIR "
+                          "(with testA/ and testB/)")
+    return args.data_a, args.data_b
+
+
 def run(args: argparse.Namespace) -> int:
+    data_a, data_b = held_out_folders(args)
     directions = ["a2b", "b2a"] if args.direction == "both" else [args.direction]
-    results = evaluate_checkpoint(args.checkpoint, args.data_a, args.data_b, args.out, directions,
+    results = evaluate_checkpoint(args.checkpoint, data_a, data_b, args.out, directions,
                                   [m.strip() for m in args.metrics.split(",") if m.strip()], args.max_images,
                                   {"a2b": args.target_expression, "b2a": args.source_expression},
                                   args.device, args.batch_size, args.feature_cache)
@@ -114,5 +136,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"  warning: {warning}")
         for name, reason in result.get("unavailable", {}).items():
             print(f"  {name}: unavailable ({reason})")
-    print(f"report: {Path(args.out).resolve()}/<direction>/report.html")
+    print(f"report: {Path(args.out).resolve() / 'report.html'} (per direction: "
+          + ", ".join(f"{d}/report.html" for d in results) + ")")
     return 0

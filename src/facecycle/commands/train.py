@@ -15,6 +15,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                               description="Train a CycleGAN. Precedence: defaults < --config < flags < --set.")
     p.add_argument("--data-a", help="folder of domain-A images (any nesting)")
     p.add_argument("--data-b", help="folder of domain-B images")
+    p.add_argument("--dataroot", help="reference CycleGAN layout: DIR/trainA and DIR/trainB (instead of --data-a/-b; "
+                                      "DIR/testA and DIR/testB, when present, are the held-out folders)")
     p.add_argument("--masks-a", help="folder of face masks for A (same relative names, .png)")
     p.add_argument("--masks-b", help="folder of face masks for B")
     p.add_argument("--data", help="conditional mode: folder of images (label paths are relative to it)")
@@ -42,10 +44,11 @@ def resolve_train_config(args: argparse.Namespace):
     from facecycle.errors import ConfigError
 
     run_dir = Path(args.run_dir)
+    eval_flags = dataroot_flags(args)
     flags = {"data.data_a": args.data_a, "data.data_b": args.data_b, "data.masks_a": args.masks_a,
              "data.masks_b": args.masks_b, "data.images": args.data, "data.labels": args.labels,
              "train.steps": args.steps, "train.batch_size": args.batch_size,
-             "train.device": args.device}
+             "train.device": args.device, **eval_flags}
     if args.size is not None:
         flags["data.crop_size"] = args.size
         flags["data.load_size"] = max(args.size, round(args.size * 286 / 256))
@@ -61,6 +64,21 @@ def resolve_train_config(args: argparse.Namespace):
     raw = set_values(raw, flags)
     raw = apply_overrides(raw, args.overrides)
     return Config.from_dict(raw).validate()
+
+
+def dataroot_flags(args: argparse.Namespace) -> dict:
+    """--dataroot DIR -> args.data_a/data_b = DIR/trainA, DIR/trainB; returns the held-out folder
+    settings (DIR/testA, DIR/testB) when both exist."""
+    from facecycle.data.layout import reference_folders
+    from facecycle.errors import ConfigError
+
+    if not getattr(args, "dataroot", None):
+        return {}
+    if args.data_a or args.data_b:
+        raise ConfigError("--dataroot gives both domains (DIR/trainA, DIR/trainB): drop --data-a/--data-b or --dataroot")
+    args.data_a, args.data_b = reference_folders(args.dataroot, "train")
+    test_a, test_b = reference_folders(args.dataroot, "test")
+    return {"train.eval_data_a": test_a, "train.eval_data_b": test_b} if Path(test_a).is_dir() and Path(test_b).is_dir() else {}
 
 
 def _merge(base: dict, top: dict) -> dict:

@@ -12,7 +12,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="run directory, checkpoint file or exported generator")
     source.add_argument("--model", help="a built-in model by name: smile (a2b: neutral -> happy, b2a: happy -> neutral)")
-    p.add_argument("--input", required=True, help="image file or folder (any nesting)")
+    p.add_argument("--input", help="image file or folder (any nesting)")
+    p.add_argument("--dataroot", help="reference CycleGAN layout: translate DIR/testA (a2b) or DIR/testB (b2a)")
     p.add_argument("--output", required=True, help="output folder (same relative paths and stems, .png)")
     p.add_argument("--direction", default="a2b", choices=["a2b", "b2a"])
     cond = p.add_argument_group("conditional models (train.mode=conditional)")
@@ -45,6 +46,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def input_folder(args: argparse.Namespace) -> str:
+    """--input, or DIR/testA (a2b) / DIR/testB (b2a) from --dataroot DIR."""
+    from facecycle.data.layout import reference_folders
+    from facecycle.errors import ConfigError
+
+    if args.dataroot:
+        if args.input:
+            raise ConfigError("--dataroot picks the input (DIR/testA or DIR/testB): drop --input or --dataroot")
+        test_a, test_b = reference_folders(args.dataroot, "test")
+        return test_b if args.direction == "b2a" else test_a
+    if not args.input:
+        raise ConfigError("nothing to translate: pass --input FILE_OR_FOLDER (or --dataroot DIR with testA/, testB/)")
+    return args.input
+
+
 def run(args: argparse.Namespace) -> int:
     from facecycle.inference.loading import load_generator
     from facecycle.inference.translate import translate_folder
@@ -55,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if args.work_size not in ("auto", "full") and not (args.work_size.isdigit() and int(args.work_size) >= 8):
         raise ConfigError(f"--work-size must be auto, full or a size >= 8, got {args.work_size!r}")
     work_size = None if args.work_size == "full" else args.work_size if args.work_size == "auto" else int(args.work_size)
+    args.input = input_folder(args)
     generator = load_generator(args.model or args.checkpoint, args.direction, resolve_device(args.device),
                                target=args.target, expression=args.expression)
     if generator.target is not None:

@@ -156,8 +156,15 @@ def read_labels(labels_file: str | Path, kind: str = "presence", columns: str | 
         found = {name: i for i, h in enumerate(header) if (name := _unit_name(h, kind))}
         if not found:
             other = "intensity" if kind == "presence" else "presence"
-            hint = (f"; it has {other} columns: use --set data.label_kind={other}"
-                    if any(_unit_name(h, other) for h in header) else "")
+            classes = [h for i, h in enumerate(header) if i != path_index and h.lower() in CATEGORY_COLUMNS]
+            if any(_unit_name(h, other) for h in header):
+                hint = f"; it has {other} columns: use --set data.label_kind={other}"
+            elif classes or len(header) == 2:  # image,emotion-style: one class per image
+                column = (classes or [h for i, h in enumerate(header) if i != path_index])[0]
+                hint = (f"; it looks like a categorical file (one class per image in column '{column}'): "
+                        "use --set data.label_kind=categorical")
+            else:
+                hint = ""
             raise DataError(f"{path} has no {kind} columns (AUxx{_SUFFIX[kind]}){hint}; columns: {', '.join(header)}")
         if wanted:
             names = [w.upper().removesuffix(_SUFFIX[kind].upper()) for w in wanted]

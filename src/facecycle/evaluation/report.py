@@ -163,3 +163,48 @@ def write_report(
     page = out / "report.html"
     page.write_text("\n".join(parts), encoding="utf-8")
     return page
+
+
+def write_index(out_dir: str | os.PathLike[str], results: Mapping[str, Mapping[str, Any]],
+                title: str = "facecycle evaluation") -> Path:
+    """One `report.html` at the top of `out_dir` for several directions (a2b, b2a).
+
+    It holds one metric table with a column per direction, each direction's sample grid, and
+    links to the per-direction reports `out_dir/<direction>/report.html` (written first by
+    `write_report`). Returns the page's path.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    directions = list(results)
+    names: list[str] = []
+    for result in results.values():
+        names += [k for k in list(result.get("metrics", {})) + list(result.get("unavailable", {})) if k not in names]
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}.warn{background:#fff3cd;padding:8px 12px;"
+             "border-left:4px solid #e0a800}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
+             "<p>Per direction: " + ", ".join(f"<a href='{d}/report.html'>{html.escape(d)}</a>" for d in directions)
+             + " (sample grids, loss curves, metrics.json).</p>"]
+    warnings = [(d, w) for d, r in results.items() for w in r.get("warnings", [])]
+    parts.append("<section id='warnings'><h2>Warnings</h2>")
+    parts += [f"<p class='warn'>{html.escape(d)}: {html.escape(w)}</p>" for d, w in warnings] or ["<p>None.</p>"]
+    parts.append("</section><section id='metrics'><h2>Metrics</h2><table><tr><th>metric</th>"
+                 + "".join(f"<th>{html.escape(d)}</th>" for d in directions) + "</tr>")
+    for name in names:
+        cells = []
+        for result in results.values():
+            if name in result.get("metrics", {}):
+                cells.append(_fmt(result["metrics"][name]))
+            elif name in result.get("unavailable", {}):
+                cells.append("unavailable: " + html.escape(str(result["unavailable"][name])))
+            else:
+                cells.append("")
+        parts.append(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    parts.append("</table></section><section id='samples'><h2>Samples</h2>")
+    for direction in directions:
+        if (out / direction / "samples.png").is_file():
+            parts.append(f"<h3>{html.escape(direction)}</h3><img src='{direction}/samples.png' alt='{direction} samples'>")
+    parts.append("</section></body></html>")
+    page = out / "report.html"
+    page.write_text("\n".join(parts), encoding="utf-8")
+    return page

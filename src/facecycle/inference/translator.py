@@ -55,7 +55,8 @@ class Translator:
         the name of a built-in model ("smile": a2b = neutral -> happy, b2a = happy -> neutral).
 
         `device`: None/"auto" picks CUDA when present. `direction` is the default direction of
-        `translate`; None means "a2b" for checkpoints and the exported direction for exports.
+        `translate`; None means "a2b" for checkpoints (the one direction a one-generator
+        checkpoint holds) and the exported direction for exports.
         Errors (`CheckpointError`, `ConfigError`) are the same as for `facecycle translate`.
         """
         from facecycle.inference.export import SUFFIX_TO_FORMAT
@@ -81,7 +82,8 @@ class Translator:
         # A training checkpoint: read it once and build every generator it holds; the requested
         # (default a2b) direction must be among them, as in `load_generator`.
         state = load_file(file, map_location="cpu")
-        first = direction or "a2b"
+        # Default: a2b, or the only direction a one-generator checkpoint (an import) holds.
+        first = direction or next((d for d, name in DIRECTIONS.items() if name in state["nets"]), "a2b")
         if DIRECTIONS[first] not in state["nets"]:
             raise CheckpointError(f"{file} has no {DIRECTIONS[first]} generator (it has: {', '.join(state['nets'])})")
         step = state.get("counters", {}).get("step")

@@ -7,20 +7,26 @@ from torch import nn
 
 from facecycle.errors import ConfigError
 
+NORMS = ("instance", "instance_affine", "batch", "none")
+
 
 def norm_layer(kind: str, channels: int) -> nn.Module:
     """Normalisation by name.
 
     `instance` has no affine parameters and no running statistics (CycleGAN), so train
     and eval modes behave the same and batch size does not change the result per image.
+    `instance_affine` adds a learned per-channel scale and shift (still no running statistics):
+    the variant many CycleGAN tutorials and packages train, kept so their generators import.
     """
     if kind == "instance":
         return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if kind == "instance_affine":
+        return nn.InstanceNorm2d(channels, affine=True, track_running_stats=False)
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     if kind == "none":
         return nn.Identity()
-    raise ConfigError(f"unknown norm '{kind}'; choose one of: batch, instance, none")
+    raise ConfigError(f"unknown norm '{kind}'; choose one of: {', '.join(NORMS)}")
 
 
 def conv_bias(norm: str) -> bool:

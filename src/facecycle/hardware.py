@@ -1,0 +1,119 @@
+"""What this machine can do: CPU instruction sets (from /proc/cpuinfo), GPUs, and what `auto` picks.
+
+    >>> caps = cpu_capabilities()
+    >>> caps.avx2, caps.avx512, caps.amx, caps.native_bf16
+    (True, True, False, True)
+
+`native_bf16` means the CPU has bf16 dot-product instructions (AVX512_BF16 or AMX-BF16 on x86,
+BF16 on Arm). Without them PyTorch emulates bf16 with fp32 arithmetic plus conversions, which
+is slower than plain fp32, so `auto` precision stays fp32 on such CPUs.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CPUINFO = Path("/proc/cpuinfo")
+_NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 (two kinds), then aarch64's "Features" name
+
+
+@dataclass(frozen=True)
+class CpuCapabilities:
+    """CPU facts that decide speed: the instruction-set flags the kernel reports, and CPU counts."""
+
+    model: str
+    flags: frozenset[str] = field(default_factory=frozenset)
+    logical_cpus: int = 1  # all CPUs of the machine
+    usable_cpus: int = 1  # CPUs this process may run on (affinity, e.g. a container's cpuset)
+
+    @property
+    def avx2(self) -> bool:
+        return "avx2" in self.flags
+
+    @property
+    def avx512(self) -> bool:
+        return "avx512f" in self.flags
+
+    @property
+    def amx(self) -> bool:
+        return "amx_tile" in self.flags
+
+    @property
+    def native_bf16(self) -> bool:
+        return any(flag in self.flags for flag in _NATIVE_BF16_FLAGS)
+
+    def summary(self) -> dict[str, Any]:
+        return {"model": self.model, "logical_cpus": self.logical_cpus, "usable_cpus": self.usable_cpus,
+                "avx2": self.avx2, "avx512": self.avx512, "avx512_bf16": "avx512_bf16" in self.flags,
+                "amx": self.amx, "amx_bf16": "amx_bf16" in self.flags, "native_bf16": self.native_bf16}
+
+
+def parse_cpuinfo(text: str) -> tuple[str, frozenset[str]]:
+    """(model name, flags) of the first CPU in /proc/cpuinfo text (x86 `flags`, Arm `Features`)."""
+    model, flags = "", frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and not model:
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = frozenset(value.split())
+        if model and flags:
+            break
+    return model, flags
+
+
+def cpu_capabilities(cpuinfo: str | os.PathLike[str] = CPUINFO) -> CpuCapabilities:
+    """This machine's CPU capabilities (flags empty where /proc/cpuinfo does not exist)."""
+    try:
+        model, flags = parse_cpuinfo(Path(cpuinfo).read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        model, flags = "", frozenset()
+    logical = os.cpu_count() or 1
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS, Windows
+        usable = logical
+    return CpuCapabilities(model or platform.processor() or platform.machine(), flags, logical, usable)
+
+
+def torch_cpu_kernels() -> str:
+    """The CPU kernel set PyTorch dispatches to ("AVX2", "AVX512", ...; ATEN_CPU_CAPABILITY lowers it)."""
+    import torch
+
+    getter = getattr(torch.backends.cpu, "get_cpu_capability", None)
+    return str(getter()) if getter else "unknown"
+
+
+def gpus() -> list[dict[str, Any]]:
+    """CUDA GPUs: name, compute capability, memory (GiB) and native bf16 (compute capability >= 8)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    found = []
+    for index in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(index)
+        found.append({"index": index, "name": props.name, "capability": f"{props.major}.{props.minor}",
+                      "memory_gib": round(props.total_memory / 2**30, 1), "native_bf16": props.major >= 8})
+    return found
+
+
+def auto_precision(device: str, cpu: CpuCapabilities | None = None, gpu_list: list[dict[str, Any]] | None = None) -> str:
+    """The precision `auto` picks on `device` ("cpu" or "cuda"): bf16 where it is native, else fp32."""
+    if device.startswith("cuda"):
+        listed = gpus() if gpu_list is None else gpu_list
+        return "bf16" if listed and all(g["native_bf16"] for g in listed) else "fp32"
+    return "bf16" if (cpu or cpu_capabilities()).native_bf16 else "fp32"
+
+
+def auto_threads(cpu: CpuCapabilities | None = None) -> int:
+    """Intra-op threads for CPU work: $OMP_NUM_THREADS when set, else every usable CPU."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return (cpu or cpu_capabilities()).usable_cpus
