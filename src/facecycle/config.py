@@ -87,7 +87,7 @@ class LossConfig:
     # the changed area, mask_min_area/mask_floor the guard against the all-copy mask.
     mask_l1: float = 0.1  # mean of the attention mask A
     mask_tv: float = 0.1  # total variation of A (smooth masks)
-    mask_min_area: float = 0.05  # CycleGAN mode: each mask commits to at least this area, mean(A^2) ...
+    mask_min_area: float = 0.15  # CycleGAN mode: each mask commits to at least this area, mean(A^2) ...
     mask_floor: float = 10.0  # ... enforced by this weight on relu(min_area - mean A)
 
 
