@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,9 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+# facecycle's own state (the list of TorchScript files exported here) goes to a folder of this
+# test session, never the user's ~/.cache; CLI subprocesses inherit it.
+os.environ.setdefault("FACECYCLE_HOME", tempfile.mkdtemp(prefix="facecycle-home-"))
 SHARED_FACES = Path(os.environ.get("FACECYCLE_SHARED_FACES", REPO.parent / "shared" / "data" / "facial_expressions"))
 
 

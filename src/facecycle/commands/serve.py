@@ -22,21 +22,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-size", type=int, default=1024,
                    help="translate images whose longer side exceeds this at that size, then resize back "
                         "(0 = always full size)")
+    p.add_argument("--max-waiting", type=int, default=8,
+                   help="translation requests admitted at once (one computing, the rest queued); more get 503")
     p.add_argument("--direction", default=None, choices=["a2b", "b2a"],
                    help="default direction on the page (default: a2b, or an export's own direction)")
     p.add_argument("--device", default="auto")
     p.add_argument("--faces", action="store_true",
                    help="offer face mode: translate the aligned faces in a photo and paste them back")
+    p.add_argument("--trust-torchscript", action="store_true",
+                   help="load a TorchScript file (.ts) that this installation did not export: TorchScript is "
+                        "code and runs when loaded, so only for files from a source you trust")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.trust_torchscript:  # the loaders read it, here and in any worker process
+        import os
+
+        from facecycle.inference.trust import TRUST_ENV
+
+        os.environ[TRUST_ENV] = "1"
     import socket
 
     from facecycle.errors import ConfigError, require
 
     if args.max_upload_mb <= 0:
         raise ConfigError("--max-upload-mb must be > 0")
+    if args.max_waiting < 1:
+        raise ConfigError(f"--max-waiting must be >= 1, got {args.max_waiting}")
     if args.max_size < 0:
         raise ConfigError("--max-size must be >= 0 (0 = full size)")
     if not 1 <= args.port <= 65535:
@@ -60,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from facecycle.zoo import DEFAULT_MODEL
 
     translator = Translator.load(args.checkpoint or DEFAULT_MODEL, device=args.device, direction=args.direction)
-    options = ServeOptions(max_upload_bytes=int(args.max_upload_mb * MB), max_size=args.max_size or None)
+    options = ServeOptions(max_upload_bytes=int(args.max_upload_mb * MB), max_size=args.max_size or None,
+                           max_waiting=args.max_waiting)
     pipeline_class = FacePipeline if args.faces else TranslatorPipeline
     app = create_app(pipeline_class(translator, options.max_size), options)
     shown_host = f"[{args.host}]" if ":" in args.host else args.host

@@ -6,17 +6,37 @@ Tensors are `(C, H, W)` or `(N, C, H, W)` float32 in `[-1, 1]`; PIL images are m
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facecycle.errors import DataError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+
+#: Largest image decoded, in pixels (width x height), read from the header before decoding: a
+#: 12000x12000 PNG of one colour is 18 KB on disk and 430 MB decoded. 50 MP holds any phone or
+#: camera photo (48 MP sensors); raise it with the environment variable FACECYCLE_MAX_PIXELS.
+DEFAULT_MAX_PIXELS = 50_000_000
+
+
+def max_pixels() -> int:
+    """The pixel limit in force: FACECYCLE_MAX_PIXELS when set (a positive integer), else 50 MP."""
+    raw = os.environ.get("FACECYCLE_MAX_PIXELS", "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(float(raw))
+    except ValueError:
+        raise DataError(f"FACECYCLE_MAX_PIXELS must be a number of pixels, got '{raw}'") from None
+    if value <= 0:
+        raise DataError(f"FACECYCLE_MAX_PIXELS must be positive, got {value}")
+    return value
 
 
 def list_images(root: str | Path, what: str = "image folder") -> list[Path]:
@@ -49,36 +69,66 @@ def to_mode(image: Image.Image, channels: int) -> Image.Image:
     return image.convert("L" if channels == 1 else "RGB")
 
 
-def load_image(path: str | Path, channels: int = 3) -> Image.Image:
-    """Decode an image file fully; raises DataError naming the file when it is unreadable."""
+def open_image(path: str | Path, channels: int = 3, limit: int | None = None) -> Image.Image:
+    """The one way facecycle opens an image file: checks the pixel count from the header before
+    decoding (`limit`, default `max_pixels()`), decodes fully, applies the EXIF orientation (a
+    portrait phone photo is stored sideways with Orientation=6) and converts to "L"/"RGB".
+
+    Raises DataError naming the file and the reason (unreadable, truncated, too many pixels)."""
+    limit = max_pixels() if limit is None else limit
     try:
         with Image.open(path) as img:
+            width, height = img.size
+            if width * height > limit:
+                raise DataError(
+                    f"image {path} is {width}x{height} ({width * height / 1e6:.0f} megapixels), more than the "
+                    f"limit of {limit / 1e6:g} megapixels; shrink it, or raise the limit with "
+                    f"FACECYCLE_MAX_PIXELS={width * height} if you trust the file")
             img.load()
+            img = ImageOps.exif_transpose(img)
             return to_mode(img, channels)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from None
 
 
-def is_readable(path: Path) -> bool:
-    """Cheap check used when indexing a folder: the header parses and the data is intact.
+def load_image(path: str | Path, channels: int = 3) -> Image.Image:
+    """Decode an image file fully (see `open_image`); raises DataError naming the file and why."""
+    return open_image(path, channels)
+
+
+def unreadable_reason(path: Path, limit: int | None = None) -> str | None:
+    """Cheap check used when indexing a folder: None when the header parses, the data is intact
+    and the image is within the pixel limit, else the reason in a few words.
 
     `verify()` checks PNG CRCs and JPEG structure without a full decode; a full decode
     failure later is still caught by the dataset, which then substitutes another image.
     """
+    limit = max_pixels() if limit is None else limit
     try:
         with Image.open(path) as img:
+            width, height = img.size
+            if width * height > limit:
+                return f"{width}x{height} is over the {limit / 1e6:g} MP limit (FACECYCLE_MAX_PIXELS)"
             img.verify()
-        return True
-    except Exception:  # noqa: BLE001 - PIL raises many types for broken files
-        return False
+        return None
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for broken files
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def is_readable(path: Path) -> bool:
+    """True when `unreadable_reason` finds nothing wrong."""
+    return unreadable_reason(path) is None
 
 
 def usable_images(root: str | Path, what: str) -> list[Path]:
     """`list_images` minus unreadable files (one warning naming them); empty -> DataError."""
     files = list_images(root, what)
-    bad = [p for p in files if not is_readable(p)]
+    reasons = {p: unreadable_reason(p) for p in files}
+    bad = [p for p in files if reasons[p] is not None]
     if bad:
-        shown = ", ".join(str(p) for p in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        shown = "; ".join(f"{p} ({reasons[p]})" for p in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
         warnings.warn(f"skipping {len(bad)} unreadable image(s) in {root}: {shown}", stacklevel=2)
         bad_set = set(bad)
         files = [p for p in files if p not in bad_set]

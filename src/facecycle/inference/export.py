@@ -39,7 +39,8 @@ from torch import nn
 from facecycle import __version__
 from facecycle.errors import ConfigError, FacecycleError, require
 from facecycle.inference.loading import LoadedGenerator
-from facecycle.inference.translator import MIN_SIDE  # smallest H or W a generator handles
+from facecycle.inference.translate import MIN_SIDE  # smallest H or W a generator handles
+from facecycle.inference.trust import remember_export
 
 EXPORT_FORMAT = "facecycle-generator/1"
 METADATA_FILE = "facecycle.json"  # TorchScript extra file holding the metadata
@@ -193,6 +194,7 @@ def _write_torchscript(generator: LoadedGenerator, path: Path, opset: int) -> No
         traced = torch.jit.trace(net, padded_example, check_trace=False)
         scripted = torch.jit.script(PadToMultiple(traced, generator.size_multiple))
         torch.jit.save(scripted, str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
+    remember_export(path)  # TorchScript is code: only files written here load without --trust-torchscript
 
 
 def _write_onnx(generator: LoadedGenerator, path: Path, opset: int) -> None:

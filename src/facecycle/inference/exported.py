@@ -17,6 +17,7 @@ import torch
 from facecycle.errors import CheckpointError, require
 from facecycle.inference.export import EXPORT_FORMAT, METADATA_FILE, SUFFIX_TO_FORMAT, quiet_torchscript
 from facecycle.inference.loading import LOADERS, LoadedGenerator, generator_from_state
+from facecycle.inference.trust import refusal, torchscript_trusted
 
 _REQUIRED = ("format", "direction", "channels", "size_multiple", "crop_size", "config")
 
@@ -127,6 +128,8 @@ def load_torchscript(path: Path, direction: str, device: torch.device) -> Loaded
     """A TorchScript export (`.ts` / `.torchscript`) on `device`."""
     meta = read_metadata(path)
     _check_direction(path, meta, direction)
+    if not torchscript_trusted(path):
+        raise CheckpointError(refusal(path))
     try:
         with quiet_torchscript():
             net = torch.jit.load(str(path), map_location=device)

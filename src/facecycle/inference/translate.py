@@ -17,6 +17,8 @@ from facecycle.errors import DataError
 from facecycle.inference.loading import LoadedGenerator
 from facecycle.models.attention import compose, is_attention
 
+MIN_SIDE = 8  # smaller images fail inside the generators' own reflection pads
+
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Pad `(N, C, H, W)` on the bottom/right to multiples of `multiple`; returns (padded, (H, W)).
@@ -63,7 +65,8 @@ def default_work_size(generator: LoadedGenerator) -> Optional[int]:
 
 def _device(generator: LoadedGenerator) -> torch.device:
     net = generator.net
-    return next(iter(net.parameters())).device if isinstance(net, torch.nn.Module) else torch.device("cpu")
+    first = next(iter(net.parameters()), None) if isinstance(net, torch.nn.Module) else None
+    return first.device if first is not None else torch.device("cpu")  # no weights: runs where it was loaded
 
 
 def _run(generator: LoadedGenerator, x: torch.Tensor, precision: str, parts: bool = False):
@@ -239,6 +242,9 @@ def translate_folder(generator: LoadedGenerator, input_path: str | Path, output_
         except DataError as exc:
             failed.append((src, str(exc)))
             continue
+        if min(image.size) < MIN_SIDE:
+            failed.append((src, f"image is {image.width}x{image.height} px; facecycle needs at least {MIN_SIDE} px per side"))
+            continue
         ycbcr = None
         if generator.channels == 1:
             image, ycbcr = luminance_split(image)
@@ -246,6 +252,10 @@ def translate_folder(generator: LoadedGenerator, input_path: str | Path, output_
         groups[work.size].append((src, work, image.size, ycbcr))
         if len(groups[work.size]) >= batch_size:
             flush(work.size)
+        elif sum(len(g) for g in groups.values()) > batch_size:
+            # Many distinct sizes: never hold more than one batch of decoded images; the
+            # oldest group goes out short rather than waiting for the end of the folder.
+            flush(next(iter(groups)))
     for key in list(groups):
         flush(key)
     return {"written": written, "failed": failed}

@@ -27,10 +27,9 @@ from facecycle.data.images import load_image, pil_to_tensor, tensor_to_pil, to_m
 from facecycle.errors import CheckpointError, ConfigError, DataError
 from facecycle.inference.loading import (DIRECTIONS, LoadedGenerator, check_direction, generator_from_state,
                                          load_generator)
-from facecycle.inference.translate import translate_image, translate_tensor
+from facecycle.inference.translate import MIN_SIDE, translate_image, translate_tensor
 
 ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
-MIN_SIDE = 8  # smaller images fail inside the generators' own reflection pads
 
 
 class Translator:
@@ -50,15 +49,24 @@ class Translator:
     # ---- construction ----------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None,
-             direction: str | None = None) -> "Translator":
+             direction: str | None = None, trust_torchscript: bool = False) -> "Translator":
         """Load from a run directory (newest checkpoint), a checkpoint file, an exported file, or
         the name of a built-in model ("smile": a2b = neutral -> happy, b2a = happy -> neutral).
 
         `device`: None/"auto" picks CUDA when present. `direction` is the default direction of
         `translate`; None means "a2b" for checkpoints (the one direction a one-generator
         checkpoint holds) and the exported direction for exports.
+        `trust_torchscript`: load a TorchScript file this installation did not export (TorchScript
+        is code; see facecycle.inference.trust).
         Errors (`CheckpointError`, `ConfigError`) are the same as for `facecycle translate`.
         """
+        from facecycle.inference.trust import trusting_torchscript
+
+        with trusting_torchscript(trust_torchscript):
+            return cls._load(path, device, direction)
+
+    @classmethod
+    def _load(cls, path: str | Path, device: str | torch.device | None, direction: str | None) -> "Translator":
         from facecycle.inference.export import SUFFIX_TO_FORMAT
         from facecycle.training.checkpoint import load_file, resolve_checkpoint
         from facecycle.training.device import resolve_device

@@ -29,7 +29,7 @@ from typing import Any, Awaitable, Callable, MutableMapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -45,11 +45,15 @@ MULTIPART_SLACK = 64 * 1024  # form boundaries and the small text fields around 
 class ServeOptions:
     """Limits of one server. `max_size`: longer image side processed (larger images are
     translated at this size and resized back; None = full size). `max_pixels`: decoded images
-    above this are refused (decompression bombs)."""
+    above this are refused (decompression bombs). `max_waiting`: translation requests admitted at
+    once (one computing, the rest queued); more get 503 at once instead of piling up uploads in
+    memory. Uploads are decoded one at a time, off the event loop, when their turn comes, so
+    the server holds at most `max_waiting` raw uploads and one decoded image."""
 
     max_upload_bytes: int = 10 * MB
     max_size: int | None = 1024
     max_pixels: int = 40_000_000
+    max_waiting: int = 8
 
 
 @dataclass(frozen=True)
@@ -214,8 +218,19 @@ def create_app(pipeline: TranslatorPipeline, options: ServeOptions = ServeOption
         return {**pipeline.info(), "version": __version__, "max_upload_bytes": options.max_upload_bytes,
                 "max_size": options.max_size}
 
+    admitted = [0]  # translation requests being handled; touched on the event loop only
+
     @app.post("/api/translate")
     async def translate(request: Request) -> Response:
+        if admitted[0] >= options.max_waiting:
+            raise HTTPException(503, f"the server is busy ({admitted[0]} translations waiting); try again in a moment")
+        admitted[0] += 1
+        try:
+            return await translate_one(request)
+        finally:
+            admitted[0] -= 1
+
+    async def translate_one(request: Request) -> Response:
         form = await request.form(max_files=1, max_fields=8)
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
@@ -232,10 +247,11 @@ def create_app(pipeline: TranslatorPipeline, options: ServeOptions = ServeOption
                                      f"{', '.join(info_now['directions'])}")
         request_options = RequestOptions(faces=str(form.get("faces", "")).lower() in ("1", "true", "on", "yes"),
                                          expression=str(form.get("expression") or "") or None)
-        image = decode_image(data, options.max_pixels, getattr(upload, "filename", None) or "upload")
+        name = getattr(upload, "filename", None) or "upload"
 
         def work() -> bytes:
-            with compute_lock:
+            with compute_lock:  # decoding here keeps it off the event loop and one image at a time
+                image = decode_image(data, options.max_pixels, name)
                 result = pipeline(image, direction, request_options)
             buffer = io.BytesIO()
             result.save(buffer, format="PNG")
@@ -256,6 +272,9 @@ def decode_image(data: bytes, max_pixels: int, name: str = "upload") -> Image.Im
     """Decode uploaded bytes fully; raises HTTP 415 (not an image), 413 (too many pixels) or 400 (damaged)."""
     try:
         image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:  # PIL's own ceiling, far above max_pixels
+        raise HTTPException(413, f"'{name}' has too many pixels: {exc}; this server accepts at most "
+                                 f"{max_pixels / 1e6:g} megapixels") from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise HTTPException(415, f"'{name}' is not an image this server can read; upload a PNG, JPEG, WebP "
                                  "or BMP photo") from None
@@ -265,6 +284,6 @@ def decode_image(data: bytes, max_pixels: int, name: str = "upload") -> Image.Im
                                  f"{max_pixels / 1e6:g} megapixels")
     try:
         image.load()
+        return ImageOps.exif_transpose(image)  # phone portraits are stored sideways (EXIF Orientation)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise HTTPException(400, f"'{name}' could not be decoded (damaged or truncated?): {exc}") from None
-    return image
