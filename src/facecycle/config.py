@@ -8,6 +8,7 @@ before anything is written and is stored in the run directory and in every check
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
@@ -171,7 +172,7 @@ class Config:
     def validate(self) -> "Config":
         """Check every value that can be checked without data; returns self."""
         d, m, l, o, t = self.data, self.model, self.loss, self.optim, self.train
-        problems: list[str] = []
+        problems: list[str] = self._number_problems()
         if d.channels not in (1, 3):
             problems.append(f"data.channels must be 1 or 3, got {d.channels}")
         if d.crop_size < 16:
@@ -221,6 +222,35 @@ class Config:
         if problems:
             raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
         return self
+
+    def _number_problems(self) -> list[str]:
+        """Range checks of the plain numbers, so a bad value is a config error before anything is
+        written instead of a torch traceback at the first step (or a run that quietly diverges)."""
+        d, m, l, o, t = self.data, self.model, self.loss, self.optim, self.train
+        problems: list[str] = []
+        for section in ("data", "model", "loss", "optim", "train"):
+            for f in fields(getattr(self, section)):
+                value = getattr(getattr(self, section), f.name)
+                if isinstance(value, float) and not math.isfinite(value):
+                    problems.append(f"{section}.{f.name} must be a finite number, got {value}")
+        if problems:
+            return problems
+        positive = {"model.gen_width": m.gen_width, "model.disc_width": m.disc_width,
+                    "model.disc_layers": m.disc_layers, "model.disc_layers_2": m.disc_layers_2,
+                    "model.disc_scales": m.disc_scales, "optim.lr_g": o.lr_g, "optim.lr_d": o.lr_d,
+                    "loss.clip": l.clip, "train.eval_images": t.eval_images}
+        problems += [f"{key} must be > 0, got {value}" for key, value in positive.items() if value <= 0]
+        at_least_zero = {"model.gen_blocks": m.gen_blocks, "model.gen_depth": m.gen_depth,
+                         "train.seed": t.seed, "train.eval_every": t.eval_every}
+        problems += [f"{key} must be >= 0, got {value}" for key, value in at_least_zero.items() if value < 0]
+        for key, value in (("optim.beta1", o.beta1), ("optim.beta2", o.beta2), ("model.gen_dropout", m.gen_dropout)):
+            if not 0.0 <= value < 1.0:
+                problems.append(f"{key} must be in [0, 1), got {value}")
+        if t.seed >= 2**32:
+            problems.append(f"train.seed must be below 2^32, got {t.seed}")
+        if d.num_workers < -1:
+            problems.append(f"data.num_workers must be >= 0 (or -1 = automatic), got {d.num_workers}")
+        return problems
 
     def _mode_problems(self, generators: Any, discriminators: Any) -> list[str]:
         """The conditional networks only pair with train.mode=conditional, and the other way round."""

@@ -23,6 +23,10 @@ class CheckpointError(FacecycleError):
     """Missing, corrupt or incompatible checkpoint."""
 
 
+class TrainingDiverged(FacecycleError):
+    """Too many consecutive steps with non-finite losses, or non-finite weights."""
+
+
 class MissingExtraError(FacecycleError):
     """An optional dependency group is not installed."""
 

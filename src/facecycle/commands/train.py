@@ -112,12 +112,15 @@ def run(args: argparse.Namespace) -> int:
         from facecycle.training.trainer import CycleGANTrainer
 
         trainer = CycleGANTrainer(config, run_dir, rank=rank, world_size=world_size, progress=not args.quiet)
+        # config.yaml is written only once the checkpoint accepted the config: a refused --resume
+        # (another architecture) must leave the run as it was.
+        path = trainer.resume() if args.resume else None
+        if path is None:  # a fresh start: drop what a run killed before its first checkpoint logged
+            trainer.logger.truncate_after(0)
         if rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / RUN_CONFIG).write_text(config.to_yaml())
-        if args.resume:
-            path = trainer.resume()
-            if rank == 0:
+            if path is not None:
                 print(f"resumed from {path} at step {trainer.step} (epoch {trainer.epoch}, lr_g {trainer.sched_G.lr:.3g})")
         attach_evaluator(trainer)
         if rank == 0:
@@ -161,10 +164,12 @@ def run_conditional(args: argparse.Namespace, config, run_dir: Path) -> int:
     table = trainer.table
     if table.has_problems:
         print(table.summary(), file=sys.stderr)
+    path = trainer.resume() if args.resume else None  # before writing: a refused resume changes nothing
+    if path is None:  # a fresh start: drop what a run killed before its first checkpoint logged
+        trainer.logger.truncate_after(0)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RUN_CONFIG).write_text(trainer.config.to_yaml())  # with the resolved label columns
-    if args.resume:
-        path = trainer.resume()
+    if path is not None:
         print(f"resumed from {path} at step {trainer.step} (epoch {trainer.epoch}, lr_g {trainer.sched_G.lr:.3g})")
     print(f"training a conditional model on {trainer.device}: {len(table)} labelled images, "
           f"{len(trainer.columns)} {trainer.kind} condition(s) ({', '.join(trainer.columns)}), "

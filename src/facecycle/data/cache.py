@@ -148,6 +148,21 @@ def build_cache(input_dir: str | Path, output: str | Path, size: int, channels: 
     return index
 
 
+def load_rows(path: Path, count: int) -> np.ndarray:
+    """The first `count` rows of a cache array, memory-mapped; data only (no pickled objects):
+    anything but a uint8 array is refused with a DataError that says to rebuild the cache."""
+    try:
+        rows = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"cache {path} is not a uint8 image array written by `facecycle prepare cache` ({exc}); "
+                        "rebuild it") from None
+    if not isinstance(rows, np.ndarray) or rows.dtype != np.uint8 or rows.ndim != 4:
+        raise DataError(f"cache {path} holds {getattr(rows, 'dtype', type(rows).__name__)} data of shape "
+                        f"{getattr(rows, 'shape', '?')}, not (N, S, S, C) uint8 images; rebuild it with "
+                        "`facecycle prepare cache`")
+    return rows[:count]
+
+
 class CachedDomain:
     """One domain read from a cache: `images` is an `(N, S, S, C)` uint8 memory map.
 
@@ -173,10 +188,10 @@ class CachedDomain:
         self.root = Path(self.index["root"])
         self.size, self.channels = int(self.index["size"]), int(self.index["channels"])
         count = int(self.index["count"])
-        self.images = np.load(p, mmap_mode="r")[:count]
+        self.images = load_rows(p, count)
         if self.images.shape[1:] != (self.size, self.size, self.channels):
             raise DataError(f"cache {p} holds {self.images.shape[1:]} rows, its index says {self.size}x{self.size}x{self.channels}")
-        self.masks = np.load(p.with_name(self.index["masks"]), mmap_mode="r")[:count] if self.index.get("masks") else None
+        self.masks = load_rows(p.with_name(self.index["masks"]), count) if self.index.get("masks") else None
         self.files = [self.root / f for f in self.index["files"]]
         self.mask_root = None
 

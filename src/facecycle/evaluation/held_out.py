@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -9,6 +10,7 @@ import torch
 
 from facecycle.data.images import load_image, pil_to_tensor, usable_images
 from facecycle.data.transforms import TransformSpec, apply_transform
+from facecycle.errors import DataError
 
 
 def pick_evenly(files: Sequence[Path], count: int) -> list[Path]:
@@ -20,8 +22,31 @@ def pick_evenly(files: Sequence[Path], count: int) -> list[Path]:
 
 
 def load_sample(folder: str | Path, count: int, size: int, channels: int, what: str) -> tuple[torch.Tensor, list[Path]]:
-    """Up to `count` images of `folder`, resized to `size` x `size`: `(N, C, size, size)` in [-1, 1]."""
-    files = pick_evenly(usable_images(folder, what), count)
+    """Up to `count` images of `folder`, resized to `size` x `size`: `(N, C, size, size)` in [-1, 1].
+
+    A file that passes the cheap header check but fails to decode (a truncated JPEG) is skipped
+    with a warning naming it and the reason, as training and translation do; an unused file of
+    the folder takes its place."""
+    usable = usable_images(folder, what)
+    picked = pick_evenly(usable, count)
+    spare = [p for p in usable if p not in set(picked)]
     spec = TransformSpec(crop_size=size, train=False)
-    tensors = [pil_to_tensor(apply_transform(load_image(p, channels), spec, None)[0]) for p in files]  # type: ignore[arg-type]
+    tensors, files, skipped = [], [], []
+    queue = list(picked)
+    while queue:
+        path = queue.pop(0)
+        try:
+            image = load_image(path, channels)
+        except DataError as exc:
+            skipped.append(str(exc))
+            if spare:
+                queue.append(spare.pop(0))
+            continue
+        tensors.append(pil_to_tensor(apply_transform(image, spec, None)[0]))  # type: ignore[arg-type]
+        files.append(path)
+    if skipped:
+        warnings.warn(f"{what} {folder}: skipped {len(skipped)} unreadable image(s): " + "; ".join(skipped[:5]),
+                      stacklevel=2)
+    if not tensors:
+        raise DataError(f"{what} {folder} contains no image that can be decoded")
     return torch.stack(tensors), files

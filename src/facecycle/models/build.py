@@ -33,7 +33,14 @@ def build_generator(config: Config, in_channels: int | None = None, out_channels
         if m.gen_upsample != "transpose":  # only passed when set: other resnet-like builders keep their signature
             kwargs["upsample"] = m.gen_upsample
     elif m.generator == "unet":
-        kwargs["depth"] = m.gen_depth or unet_depth_for(config.data.crop_size)
+        kwargs["depth"] = depth = m.gen_depth or unet_depth_for(config.data.crop_size)
+        size = config.data.crop_size
+        if size % 2**depth:  # each level halves the size and the skips must match on the way up
+            fits = [2**depth * k for k in (size // 2**depth, size // 2**depth + 1) if k > 0]
+            raise ConfigError(
+                f"data.crop_size {size} does not fit the U-Net generator with {depth} downsamplings "
+                f"(model.gen_depth{'' if m.gen_depth else ', chosen from the size'}): the size must be a multiple "
+                f"of 2^{depth} = {2**depth}; use --size {' or '.join(map(str, fits))}, or a smaller model.gen_depth")
     if m.attention_mask:
         # One extra output channel becomes the attention mask (facecycle.models.attention).
         kwargs["out_channels"] = c_out + 1

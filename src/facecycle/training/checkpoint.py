@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from facecycle.errors import CheckpointError
+from facecycle.errors import CheckpointError, TrainingDiverged
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
@@ -38,7 +39,26 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def recovery_advice(run_dir: Path, fix: str) -> str:
+    """What to do after a diverged run: resume from the last good checkpoint, or start again
+    when the run stopped before its first one."""
+    kept = list_checkpoints(Path(run_dir))
+    if not kept:
+        return f"No checkpoint was written yet ({Path(run_dir) / CHECKPOINT_DIR} is empty): {fix}, then start the run again."
+    return f"The last good checkpoint, {kept[-1]}, is intact: {fix}, then --resume."
+
+
+def non_finite_nets(state: dict[str, Any]) -> list[str]:
+    """Names of the networks in a checkpoint state whose weights hold inf or NaN."""
+    bad = []
+    for name, weights in state.get("nets", {}).items():
+        if any(t.is_floating_point() and not bool(torch.isfinite(t).all()) for t in weights.values()):
+            bad.append(name)
+    return bad
+
+
 def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file, fsync, rename: a kill or a full disk leaves the previous file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -47,6 +67,13 @@ def atomic_save(obj: Any, path: Path) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch reports a full disk as "unexpected pos" RuntimeError
+        Path(tmp).unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free
+        raise CheckpointError(
+            f"could not write {path} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}); "
+            f"{free / 2**20:.1f} MiB free on that disk. Free some space (or point --run-dir elsewhere) and --resume: "
+            "the previous checkpoints are intact.") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -59,7 +86,15 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:
-    """Write `state` as the checkpoint of `step`, then delete all but the newest `keep`."""
+    """Write `state` as the checkpoint of `step`, then delete all but the newest `keep`.
+
+    Refuses (TrainingDiverged) weights that are not finite: a checkpoint is a point to go back to,
+    and rotating good ones out for exploded ones would leave nothing to resume from."""
+    bad = non_finite_nets(state)
+    if bad:
+        raise TrainingDiverged(
+            f"step {step}: the weights of {', '.join(bad)} are not finite (inf/NaN), so they were not saved. "
+            + recovery_advice(Path(run_dir), "lower the learning rates"))
     path = checkpoint_path(Path(run_dir), step)
     atomic_save(state, path)
     for old in list_checkpoints(Path(run_dir))[:-keep]:
@@ -83,6 +118,10 @@ def load_file(path: Path, map_location: str | torch.device = "cpu") -> dict[str,
         ) from None
     if not isinstance(state, dict) or "format" not in state or "nets" not in state:
         raise CheckpointError(f"{path} is not a facecycle checkpoint (no 'format'/'nets' entries)")
+    missing = [key for key in ("config",) if not isinstance(state.get(key), dict)]
+    if missing or not isinstance(state["nets"], dict) or not all(isinstance(n, dict) for n in state["nets"].values()):
+        raise CheckpointError(f"{path} is not a complete facecycle checkpoint (missing or malformed: "
+                              f"{', '.join(missing) or 'nets'}); was it written by `facecycle train`?")
     return state
 
 

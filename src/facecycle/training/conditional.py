@@ -380,8 +380,7 @@ class ConditionalTrainer:
                     if self.bad_steps >= t.max_bad_steps:
                         raise TrainingDiverged(
                             f"{self.bad_steps} consecutive steps had non-finite losses; training stopped at step "
-                            f"{self.step}. The last good checkpoint in {self.run_dir / ckpt.CHECKPOINT_DIR} is intact: "
-                            "lower the learning rates, then --resume")
+                            f"{self.step}. " + ckpt.recovery_advice(self.run_dir, "lower the learning rates"))
                 window_steps += 1
                 if bar is not None:
                     bar.update(1)

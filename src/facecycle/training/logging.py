@@ -15,19 +15,31 @@ class RunLogger:
 
     def __init__(self, run_dir: Path, enabled: bool = True) -> None:
         self.path = Path(run_dir) / "stats.jsonl"
+        self.tb_dir = Path(run_dir) / "tensorboard"
         self.enabled = enabled
         self.tb = None
-        if enabled:
+        self._tb_ready = False
+        self._purge_step: int | None = None
+
+    def _writer(self) -> Any:
+        """The TensorBoard writer, made at the first record (None without the extra). After a
+        `truncate_after(step)` it tells TensorBoard to drop the old events past that step too."""
+        if not self._tb_ready:
+            self._tb_ready = True
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+                self.tb = SummaryWriter(str(self.tb_dir), purge_step=self._purge_step)
             except ImportError:  # tensorboard is an optional extra
                 self.tb = None
+        return self.tb
 
     def truncate_after(self, step: int) -> None:
         """Drop records of steps after `step` (left by a run killed after its last checkpoint)."""
-        if not (self.enabled and self.path.exists()):
+        if not self.enabled:
+            return
+        self._purge_step = step + 1
+        if not self.path.exists():
             return
         kept = []
         for line in self.path.read_text().splitlines():
@@ -43,10 +55,11 @@ class RunLogger:
             return
         with self.path.open("a") as fh:
             fh.write(json.dumps(record) + "\n")
-        if self.tb is not None:
+        tb = self._writer()
+        if tb is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "step":
-                    self.tb.add_scalar(key, value, record["step"])
+                    tb.add_scalar(key, value, record["step"])
 
     def close(self) -> None:
         if self.tb is not None:

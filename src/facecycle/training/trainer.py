@@ -44,7 +44,7 @@ from facecycle.data.cache import CachedBatches, CachedDomain, is_cache
 from facecycle.data.images import load_image, make_grid, pil_to_tensor
 from facecycle.data.transforms import TransformSpec, apply_transform
 from facecycle.data.unpaired import Domain, UnpairedDataset, UnpairedSampler
-from facecycle.errors import CheckpointError, ConfigError, DataError, FacecycleError
+from facecycle.errors import CheckpointError, ConfigError, DataError, FacecycleError, TrainingDiverged
 from facecycle.losses import GAN_LOSSES, gradient_penalty
 from facecycle.losses.attention import MaskWeights, mask_regularizer
 from facecycle.losses.cyclegan import CycleWeights, discriminator_objective, generator_objective
@@ -61,10 +61,6 @@ CHECKPOINT_FORMAT = 1
 ARCHITECTURE_KEYS = [("data", "channels")] + [("model", k) for k in (
     "generator", "gen_width", "gen_blocks", "gen_depth", "gen_attention", "gen_upsample", "attention_mask", "norm",
     "discriminator", "disc_width", "disc_layers", "disc_layers_2", "disc_scales", "spectral_norm")]
-
-
-class TrainingDiverged(FacecycleError):
-    """Too many consecutive steps with non-finite losses."""
 
 
 def architecture_mismatches(saved: dict[str, Any], config: Config) -> list[str]:
@@ -584,10 +580,8 @@ class CycleGANTrainer:
             warnings.warn(f"step {step}: non-finite generator loss or gradient, update skipped", stacklevel=2)
             if self.bad_steps >= t.max_bad_steps:
                 raise TrainingDiverged(
-                    f"{self.bad_steps} consecutive steps had non-finite losses; training stopped at step "
-                    f"{step}. The last good checkpoint in {self.run_dir / ckpt.CHECKPOINT_DIR} is intact: "
-                    "lower the learning rates or use --set train.precision=fp32, then --resume"
-                )
+                    f"{self.bad_steps} consecutive steps had non-finite losses; training stopped at step {step}. "
+                    + ckpt.recovery_advice(self.run_dir, "lower the learning rates or use --set train.precision=fp32"))
 
     # ---- the loop ------------------------------------------------------------------------------------
     def fit(self, until_step: Optional[int] = None) -> dict[str, float]:
