@@ -115,7 +115,9 @@ class TrainConfig:
     checkpoint_every: int = 200
     keep_checkpoints: int = 3
     max_bad_steps: int = 5  # consecutive non-finite steps before the run stops
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (fp16 needs CUDA)
+    # fp32 | bf16 | fp16 (fp16 needs CUDA) | auto (bf16 where the CPU/GPU runs it natively, else fp32).
+    # The default stays fp32 so a run computes the same on every machine; auto is the fast choice.
+    precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False
     eval_every: int = 0  # evaluate on a fixed held-out sample every N steps (0 = off)
@@ -206,8 +208,8 @@ class Config:
             problems.append(f"train.batch_size must be >= 1, got {t.batch_size}")
         if t.pool_size < 0:
             problems.append(f"train.pool_size must be >= 0, got {t.pool_size}")
-        if t.precision not in ("fp32", "bf16", "fp16"):
-            problems.append(f"train.precision must be fp32, bf16 or fp16, got '{t.precision}'")
+        if t.precision not in ("auto", "fp32", "bf16", "fp16"):
+            problems.append(f"train.precision must be auto, fp32, bf16 or fp16, got '{t.precision}'")
         for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "max_bad_steps"):
             if getattr(t, name) < 1:
                 problems.append(f"train.{name} must be >= 1, got {getattr(t, name)}")

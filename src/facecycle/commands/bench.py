@@ -73,7 +73,12 @@ def run(args: argparse.Namespace) -> int:
                                       "compile": args.compile, "flops": not args.no_flops})
     import platform
 
-    print(f"facecycle bench on {platform.processor() or platform.machine()}, python {platform.python_version()}")
+    from facecycle.hardware import cpu_capabilities, cpu_runs_bf16_natively, torch_cpu_kernels
+
+    cpu = cpu_capabilities()
+    isa = "AMX" if cpu.amx else "AVX-512" if cpu.avx512 else "AVX2" if cpu.avx2 else "no AVX2"
+    print(f"facecycle bench on {cpu.model or platform.machine()}, python {platform.python_version()}; CPU: {isa}, "
+          f"bf16 {'native' if cpu_runs_bf16_natively(cpu) else 'emulated (slow)'}, torch kernels {torch_cpu_kernels()}")
     failures = 0
     for spec in specs:
         spec.update(device=args.device, threads=args.threads, overrides=args.overrides)

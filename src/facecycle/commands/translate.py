@@ -27,7 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-size", type=int, default=None,
                    help="process images whose longer side exceeds this at that size, then resize back")
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                   help="fp32 (default: the same result on every machine), bf16, or auto: bf16 where the CPU/GPU "
+                        "runs it natively (AVX512_BF16/AMX, Ampere+), else fp32")
     p.add_argument("--save-masks", default=None, metavar="DIR",
                    help="attention models: also write each translation's mask (white = changed) into DIR")
     p.add_argument("--work-size", default="auto",

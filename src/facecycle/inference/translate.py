@@ -69,12 +69,27 @@ def _device(generator: LoadedGenerator) -> torch.device:
     return first.device if first is not None else torch.device("cpu")  # no weights: runs where it was loaded
 
 
+_warned_bf16 = False  # the emulated-bf16 warning is said once per process, not once per image
+
+
+def _resolved_precision(precision: str, device: torch.device) -> str:
+    """`auto` -> bf16 where the device runs it natively, else fp32; warns once about emulated bf16."""
+    global _warned_bf16
+    from facecycle.hardware import resolve_precision
+
+    if precision == "bf16":
+        _warned_bf16 = True
+    return resolve_precision(precision, device.type)
+
+
 def _run(generator: LoadedGenerator, x: torch.Tensor, precision: str, parts: bool = False):
     """The network on `x` (padded to its size multiple, cropped back); with `parts`, the attention
     generator's (content, mask) instead of its output."""
     device = _device(generator)
     padded, (h, w) = pad_to_multiple(x.to(device, torch.float32), generator.size_multiple)
     net = generator.net.parts if parts else generator.net  # type: ignore[union-attr]
+    if precision == "auto" or (precision == "bf16" and device.type == "cpu" and not _warned_bf16):
+        precision = _resolved_precision(precision, device)
     if precision == "bf16":
         low = None if parts else bf16_net(generator)
         if low is not None:

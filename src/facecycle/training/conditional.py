@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from facecycle import __version__
 from facecycle.config import Config, with_values
+from facecycle.hardware import resolve_precision
 from facecycle.data.images import load_image, make_grid, pil_to_tensor
 from facecycle.data.labels import VALUE_MAX, LabelTable, read_labels
 from facecycle.data.transforms import TransformSpec, apply_transform
@@ -46,8 +47,7 @@ from facecycle.training import checkpoint as ckpt
 from facecycle.training.device import autocast, resolve_device
 from facecycle.training.logging import RunLogger, scalars
 from facecycle.training.schedule import LinearDecaySchedule
-from facecycle.training.trainer import (TrainingDiverged, architecture_mismatches, catch_sigterm,
-                                        restore_sigterm, set_requires_grad)
+from facecycle.training.trainer import StopSignals, TrainingDiverged, architecture_mismatches, set_requires_grad
 
 CHECKPOINT_FORMAT = 1
 MODE = "conditional"
@@ -129,6 +129,9 @@ class ConditionalTrainer:
         self.run_dir = Path(run_dir)
         self.progress = progress
         self.device = resolve_device(config.train.device)
+        precision = resolve_precision(config.train.precision, self.device.type)
+        if precision != config.train.precision:  # `auto`, resolved for this machine (and recorded as such)
+            self.config = config = with_values(config, train={"precision": precision})
         t, d, l = config.train, config.data, config.loss
         torch.manual_seed(t.seed)
         if len(self.table) < t.batch_size:
@@ -350,7 +353,8 @@ class ConditionalTrainer:
             from tqdm import tqdm
 
             bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
-        previous = catch_sigterm()
+        stop = StopSignals()
+        stop.__enter__()
         try:
             while self.step < stop_at:
                 for _ in range(self.config.optim.n_critic - 1):
@@ -399,6 +403,7 @@ class ConditionalTrainer:
                     self.write_samples()
                 if self.step % t.checkpoint_every == 0 or self.step in (t.steps, stop_at):
                     self.save()
+                stop.check()
         except KeyboardInterrupt:
             if bar is not None:
                 bar.close()
@@ -410,6 +415,6 @@ class ConditionalTrainer:
         finally:
             if bar is not None:
                 bar.close()
-            restore_sigterm(previous)
+            stop.__exit__()
             self.logger.close()
         return last

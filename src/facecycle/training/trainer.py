@@ -28,6 +28,7 @@ import itertools
 import math
 import os
 import signal
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -39,7 +40,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from facecycle import __version__
-from facecycle.config import Config
+from facecycle.config import Config, with_values
+from facecycle.hardware import resolve_precision
 from facecycle.data.cache import CachedBatches, CachedDomain, is_cache
 from facecycle.data.images import load_image, make_grid, pil_to_tensor
 from facecycle.data.transforms import TransformSpec, apply_transform
@@ -96,6 +98,9 @@ class CycleGANTrainer:
         self.is_main = rank == 0
         self.progress = progress and self.is_main
         self.device = resolve_device(config.train.device)
+        precision = resolve_precision(config.train.precision, self.device.type)
+        if precision != config.train.precision:  # `auto`, resolved for this machine (and recorded as such)
+            self.config = config = with_values(config, train={"precision": precision})
         self.distributed = world_size > 1 and dist.is_available() and dist.is_initialized()
         t, d = config.train, config.data
         if t.precision == "fp16" and self.device.type != "cuda":
@@ -298,6 +303,10 @@ class CycleGANTrainer:
             self._loader_sampler = sampler
             self._loader = DataLoader(self.dataset, batch_size=t.batch_size, sampler=sampler, drop_last=True,
                                       num_workers=workers, pin_memory=cuda,
+                                      # Its own generator: each new iterator draws a base seed, which
+                                      # from the global RNG would shift dropout and WGAN-GP draws
+                                      # after a resume (the order itself comes from the sampler).
+                                      generator=torch.Generator().manual_seed(t.seed + self.rank),
                                       persistent_workers=workers > 0 and cuda,
                                       prefetch_factor=4 if workers > 0 else None)
         else:
@@ -605,7 +614,8 @@ class CycleGANTrainer:
             from tqdm import tqdm
 
             bar = tqdm(total=t.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
-        previous_handler = catch_sigterm()
+        stop = StopSignals(defer=not self.distributed)
+        stop.__enter__()
         try:
             while self.step < stop_at:
                 for _ in range(self.config.optim.n_critic - 1):  # extra critic updates (WGAN)
@@ -658,6 +668,7 @@ class CycleGANTrainer:
                         self._maybe_keep_best(metrics)
                 if checkpoint_now:
                     self.save()
+                stop.check()
         except KeyboardInterrupt:
             if bar is not None:
                 bar.close()
@@ -674,7 +685,7 @@ class CycleGANTrainer:
         finally:
             if bar is not None:
                 bar.close()
-            restore_sigterm(previous_handler)
+            stop.__exit__()
             self.logger.close()
         return last
 
@@ -712,21 +723,43 @@ def _is_compile_error(exc: BaseException) -> bool:
             or "compile" in type(exc).__name__.lower() or isinstance(exc, (ImportError, OSError)))
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+class StopSignals:
+    """SIGTERM (preemption: SLURM, Kubernetes) and SIGINT (Ctrl-C) during `fit`, handled at a step
+    boundary: the step in progress finishes, then `requested` is True and the loop raises
+    KeyboardInterrupt, whose handler saves a checkpoint of that step. A resumed run is then the
+    uninterrupted one, bit for bit. Further signals while stopping are ignored with a note, so a
+    second Ctrl-C cannot tear the save.
 
+    `defer=False` (DDP, where ranks must stop at the same step) keeps the immediate
+    KeyboardInterrupt of SIGTERM. Off the main thread no handler can be set and nothing changes."""
 
-def catch_sigterm() -> Any:
-    """Make SIGTERM raise KeyboardInterrupt, so a `fit` loop saves a checkpoint before exiting.
-    Returns the previous handler for `restore_sigterm`, or None off the main thread (where
-    signal handlers cannot be set)."""
-    import threading
+    def __init__(self, defer: bool = True) -> None:
+        self.defer = defer
+        self.requested = False
+        self._previous: dict[int, Any] = {}
 
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _raise_interrupt)
+    def _handle(self, signum: int, frame: Any) -> None:
+        if not self.defer:
+            raise KeyboardInterrupt
+        if self.requested:
+            print("\nstopping: finishing the current step and saving a checkpoint, please wait", file=sys.stderr)
+            return
+        self.requested = True
 
+    def __enter__(self) -> "StopSignals":
+        import threading
 
-def restore_sigterm(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+        if threading.current_thread() is threading.main_thread():
+            kinds = (signal.SIGTERM, signal.SIGINT) if self.defer else (signal.SIGTERM,)
+            self._previous = {kind: signal.signal(kind, self._handle) for kind in kinds}
+        return self
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt at a step boundary once a stop was asked for."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc: Any) -> None:
+        for kind, handler in self._previous.items():
+            signal.signal(kind, handler)
+        self._previous = {}
