@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from facecycle.errors import ConfigError
 
@@ -60,12 +61,34 @@ class SelfAttention(nn.Module):
         return x + self.gamma * out
 
 
+def raw_weight(m: nn.Module) -> torch.Tensor:
+    """The trainable weight tensor of a layer. With spectral norm, `m.weight` is computed from it
+    (a fresh tensor each access, so initialising it would change nothing): the parametrization API
+    keeps it at `parametrizations.weight.original`, the older hook API at `weight_orig`."""
+    if parametrize.is_parametrized(m, "weight"):
+        return m.parametrizations.weight.original  # type: ignore[union-attr]
+    return getattr(m, "weight_orig", m.weight)
+
+
+@torch.no_grad()
+def refresh_spectral_norm(m: nn.Module) -> None:
+    """Re-estimate the spectral norm's singular vectors after the raw weight was re-initialised
+    (what `spectral_norm` does once when it is applied: 15 power iterations)."""
+    if not parametrize.is_parametrized(m, "weight"):
+        return
+    for p in m.parametrizations.weight:  # type: ignore[union-attr]
+        power = getattr(p, "_power_method", None)
+        reshape = getattr(p, "_reshape_weight_to_matrix", None)
+        if power is not None and reshape is not None and getattr(p, "ndim", 1) > 1:
+            power(reshape(m.parametrizations.weight.original), 15)  # type: ignore[union-attr]
+
+
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
     """N(0, std) for conv/linear weights, N(1, std) for norm scales, zero biases (CycleGAN)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            weight = getattr(m, "weight_orig", m.weight)  # spectral norm keeps the raw weight here
-            nn.init.normal_(weight, 0.0, std)
+            nn.init.normal_(raw_weight(m), 0.0, std)
+            refresh_spectral_norm(m)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
