@@ -51,6 +51,38 @@ def test_closed_mask_returns_the_input_exactly(generator: str) -> None:
 
 
 @pytest.mark.parametrize("generator", ["resnet", "unet"])
+def test_face_prior_keeps_the_outside_of_the_face_exactly(generator: str, tmp_path: Path) -> None:
+    """model.mask_prior=face: corners and forehead are the input's own pixels whatever the network
+    says; inside the face the mask is the network's; the prior survives a safetensors export."""
+    from facecycle.inference.export import export_generator
+    from facecycle.inference.loading import LoadedGenerator, load_generator
+
+    config = with_values(attention_config(generator), model={"mask_prior": "face"})
+    net = build_generator(config).eval()
+    last = _mask_conv(net)
+    with torch.no_grad():  # mask channel fully open: A = 1 before the prior
+        last.weight[:, -1].zero_() if isinstance(last, torch.nn.ConvTranspose2d) else last.weight[-1].zero_()
+        last.bias[-1] = 1e4
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    fake, mask = net(x, with_mask=True)
+    assert mask[0, 0, 0, 0] == 0 and mask[0, 0, 1, 16] == 0  # corner, top of the forehead
+    assert torch.equal(fake[..., :2, :], x[..., :2, :])
+    assert mask[0, 0, 20, 16] > 0.99  # the middle of the lower face is fully open
+    gen = LoadedGenerator(net=net, direction="a2b", channels=3, size_multiple=net.size_multiple, crop_size=32,
+                          config=config.to_dict(), source=Path("."))
+    path = export_generator(gen, tmp_path / "g.safetensors", "safetensors")
+    again = load_generator(path, "a2b", "cpu").net
+    assert torch.equal(again(x, with_mask=True)[1], mask)
+
+
+def test_mask_prior_needs_an_attention_model() -> None:
+    from facecycle.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mask_prior needs model.attention_mask"):
+        with_values(Config(), model={"mask_prior": "face"}).validate()
+
+
+@pytest.mark.parametrize("generator", ["resnet", "unet"])
 def test_gradients_reach_content_and_mask_heads(generator: str) -> None:
     net = build_generator(attention_config(generator))
     x = torch.rand(2, 3, 32, 32) * 2 - 1

@@ -62,6 +62,9 @@ class ModelConfig:
     # Attention-guided output with a learned mask A. CycleGAN mode: A*content + (1-A)*x (A = 1
     # changes the pixel, facecycle.models.attention); conditional mode: GANimation's A*x + (1-A)*colour.
     attention_mask: bool = False
+    # Where the CycleGAN-mode mask may open: none (anywhere) | face (a soft ellipse from the brows
+    # to the chin of a face crop; forehead, hair and background are always the input's own).
+    mask_prior: str = "none"
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,10 @@ class Config:
             problems.append(f"model.gen_upsample must be transpose or resize, got '{m.gen_upsample}'")
         if m.gen_upsample != "transpose" and m.generator != "resnet":
             problems.append(f"model.gen_upsample={m.gen_upsample} is only for the resnet generator")
+        if m.mask_prior not in ("none", "face"):
+            problems.append(f"model.mask_prior must be none or face, got '{m.mask_prior}'")
+        if m.mask_prior != "none" and not m.attention_mask:
+            problems.append("model.mask_prior needs model.attention_mask: true")
         if m.norm not in ("instance", "instance_affine", "batch", "none"):
             problems.append(f"model.norm must be instance, instance_affine, batch or none, got '{m.norm}'")
         if l.identity_mode not in ("relative", "absolute"):

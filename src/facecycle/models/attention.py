@@ -43,11 +43,16 @@ class AttentionGenerator(nn.Module):
     #: A mask that is smooth by construction can only open whole regions.
     MASK_CELL = 4
 
-    def __init__(self, base: nn.Module, channels: int) -> None:
+    def __init__(self, base: nn.Module, channels: int, prior: str = "none") -> None:
         super().__init__()
         self.base = base
         self.channels = channels
         self.size_multiple = max(int(getattr(base, "size_multiple", 1)), self.MASK_CELL)
+        if prior not in MASK_PRIORS:
+            raise ValueError(f"unknown mask prior '{prior}'; choose one of: {', '.join(MASK_PRIORS)}")
+        self.prior_name = prior
+        # Not a weight: rebuilt from the config, so it is not saved (persistent=False).
+        self.register_buffer("prior", None if prior == "none" else face_prior(), persistent=False)
 
     def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.base(x)
@@ -56,12 +61,29 @@ class AttentionGenerator(nn.Module):
         content, t = out[:, : self.channels], out[:, self.channels :]
         cells = F.avg_pool2d(t, self.MASK_CELL)
         t = F.interpolate(cells, size=t.shape[-2:], mode="bilinear", align_corners=False)
-        return content, (t + 1) * 0.5
+        mask = (t + 1) * 0.5
+        if self.prior is not None:  # the mask can only open where the prior allows
+            mask = mask * F.interpolate(self.prior, size=mask.shape[-2:], mode="bilinear", align_corners=False)
+        return content, mask
 
     def forward(self, x: torch.Tensor, with_mask: bool = False):  # type: ignore[override]
         content, mask = self.parts(x)
         fake = compose(x, content, mask)
         return (fake, mask) if with_mask else fake
+
+
+MASK_PRIORS = ("none", "face")
+
+
+def face_prior(cells: int = 32) -> torch.Tensor:
+    """Where an expression lives in a face crop (`prepare faces` alignment, or any roughly centred
+    face): a soft ellipse from the brows to the chin, centred a little below the middle, that
+    leaves out the forehead, hair, ears and background. `(1, 1, cells, cells)` in [0, 1], 1 inside,
+    a smooth 0.15-wide edge. Used by `model.mask_prior: face`."""
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, cells), torch.linspace(0, 1, cells), indexing="ij")
+    r = torch.sqrt(((xs - 0.5) / 0.38) ** 2 + ((ys - 0.62) / 0.37) ** 2)  # 1 on the ellipse
+    edge = ((1.15 - r) / 0.3).clamp(0, 1)
+    return (edge * edge * (3 - 2 * edge)).view(1, 1, cells, cells)  # smoothstep
 
 
 def compose(x: torch.Tensor, content: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -44,7 +44,7 @@ def build_generator(config: Config, in_channels: int | None = None, out_channels
     if m.attention_mask:
         # One extra output channel becomes the attention mask (facecycle.models.attention).
         kwargs["out_channels"] = c_out + 1
-        net: nn.Module = AttentionGenerator(cls(**kwargs), channels=c_out)
+        net: nn.Module = AttentionGenerator(cls(**kwargs), channels=c_out, prior=m.mask_prior)
     else:
         net = cls(**kwargs)
     init_weights(net)
