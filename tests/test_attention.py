@@ -3,7 +3,6 @@ model going everywhere a model goes (train + resume, samples, export parity, Tra
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 

@@ -46,7 +46,7 @@ from facecycle.data.cache import CachedBatches, CachedDomain, is_cache
 from facecycle.data.images import load_image, make_grid, pil_to_tensor
 from facecycle.data.transforms import TransformSpec, apply_transform
 from facecycle.data.unpaired import Domain, UnpairedDataset, UnpairedSampler
-from facecycle.errors import CheckpointError, ConfigError, DataError, FacecycleError, TrainingDiverged
+from facecycle.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from facecycle.losses import GAN_LOSSES, gradient_penalty
 from facecycle.losses.attention import MaskWeights, mask_regularizer
 from facecycle.losses.cyclegan import CycleWeights, discriminator_objective, generator_objective
@@ -736,13 +736,16 @@ class StopSignals:
     def __init__(self, defer: bool = True) -> None:
         self.defer = defer
         self.requested = False
+        self.count = 0  # signals received
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if not self.defer:
+        self.count += 1
+        if not self.defer or self.count >= 3:  # a third Ctrl-C: the way out of a step that hangs
             raise KeyboardInterrupt
         if self.requested:
-            print("\nstopping: finishing the current step and saving a checkpoint, please wait", file=sys.stderr)
+            print("\nstopping: finishing the current step and saving a checkpoint, please wait "
+                  "(a third Ctrl-C stops at once, without that checkpoint)", file=sys.stderr)
             return
         self.requested = True
 
