@@ -72,3 +72,26 @@ def test_spectral_norm_layers_get_the_paper_initialisation() -> None:
         assert abs(raw_weight(conv).std().item() - 0.02) < 0.003
         sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2).item()
         assert 0.6 < sigma < 1.6, sigma  # PyTorch's default init before the fix: far from the 0.02 std
+
+
+def test_face_region_discriminator_judges_the_whole_face_and_the_mouth() -> None:
+    """`face`: two distinct PatchGANs, one on the image, one on MOUTH_REGION; a change outside the
+    mouth region moves only the first branch's logits; too small a size is a config error."""
+    from facecycle.config import Config, with_values
+    from facecycle.models.build import build_discriminator
+    from facecycle.models.discriminators import MOUTH_REGION
+
+    torch.manual_seed(0)
+    config = with_values(Config(), data={"crop_size": 64, "load_size": 64},
+                         model={"discriminator": "face", "disc_width": 8})
+    d = build_discriminator(config).eval()
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    whole, mouth = d(x)
+    assert whole.shape == (2, 1, 6, 6) and mouth.shape[:2] == (2, 1)
+    changed = x.clone()
+    changed[..., : round(MOUTH_REGION[0] * 64) - 1, :] = 0  # everything above the mouth region
+    whole_2, mouth_2 = d(changed)
+    assert torch.equal(mouth, mouth_2) and not torch.equal(whole, whole_2)
+    assert d.branch_weights == [0.5, 0.5]
+    with pytest.raises(ConfigError, match="at least 54 px"):
+        build_discriminator(with_values(config, data={"crop_size": 48, "load_size": 48}))

@@ -8,6 +8,8 @@ Inputs are `(N, C, H, W)` in [-1, 1]; logits are `(N, 1, h, w)`, one per recepti
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -111,6 +113,39 @@ class DualDiscriminator(BranchedDiscriminator):
         ])
         self.branch_weights = [dual_lambda, 1.0 - dual_lambda]
         self.min_size = min_input_size(max(layers, layers_2))
+
+
+#: The mouth, lips, cheeks and chin of a face crop, as fractions (top, bottom, left, right) of its
+#: height and width: where smiles, frowns and open mouths show. It holds for the crops of
+#: `prepare faces` (eyes and mouth at fixed template positions) and for roughly centred faces.
+MOUTH_REGION = (0.5, 0.95, 0.2, 0.8)
+
+
+@DISCRIMINATORS.register("face")
+class FaceRegionDiscriminator(BranchedDiscriminator):
+    """A PatchGAN on the whole face and a second, distinct one on its mouth region
+    (`MOUTH_REGION`, at the image's own resolution): L = lambda * L(whole) + (1 - lambda) * L(mouth).
+
+    A 70x70 PatchGAN on a 64 px face judges the whole face at once, and its gradient to the
+    generator spreads over the face; the mouth branch says specifically whether the mouth looks
+    like the target's (a smile, a neutral mouth), which is where an expression edit has to happen.
+    """
+
+    def __init__(self, in_channels: int = 3, width: int = 64, layers: int = 3, norm: str = "instance",
+                 spectral_norm: bool = False, dual_lambda: float = 0.5, **_: object) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList([
+            PatchDiscriminator(in_channels, width, layers, norm, spectral_norm),
+            PatchDiscriminator(in_channels, width, layers, norm, spectral_norm),
+        ])
+        self.branch_weights = [dual_lambda, 1.0 - dual_lambda]
+        top, bottom, left, right = MOUTH_REGION
+        self.min_size = math.ceil(min_input_size(layers) / min(bottom - top, right - left))
+
+    def branch_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h, w = x.shape[-2:]
+        top, bottom, left, right = MOUTH_REGION
+        return [x, x[..., round(top * h):round(bottom * h), round(left * w):round(right * w)]]
 
 
 @DISCRIMINATORS.register("multiscale")
