@@ -34,8 +34,9 @@ def card(name: str, config: dict, step: int | None, metrics: dict, source: str, 
              "`neutral` (A) and `happiness` (B), 300 + 300 training photos (every 4th photo held out), "
              "grayscale face crops. Colour photos keep their colours: the model edits their luminance.",
              f"- **Recipe**: `faces` preset (configs/faces.yaml): {model['generator']} generator, width "
-             f"{model['gen_width']}, {model['gen_blocks']} blocks, attention mask (min area {loss['mask_min_area']}, "
-             f"L1 {loss['mask_l1']}, TV {loss['mask_tv']}), {data['crop_size']} px, batch {train['batch_size']}, "
+             f"{model['gen_width']}, {model['gen_blocks']} blocks, attention mask (prior `{model.get('mask_prior', 'none')}`, "
+             f"min area {loss['mask_min_area']}, L1 {loss['mask_l1']}, TV {loss['mask_tv']}), discriminator "
+             f"`{model['discriminator']}`, {data['crop_size']} px, batch {train['batch_size']}, "
              f"cycle {loss['cycle_a']}, identity {loss['identity']}, Adam {config['optim']['lr_g']}.",
              f"- **Training**: {step} steps (`{source}`). {notes}",
              "- **Inference**: the network runs at "

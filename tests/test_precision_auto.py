@@ -50,3 +50,40 @@ def test_trainer_resolves_auto_and_records_it(blob_domains: tuple[Path, Path], t
                          train={"precision": "auto", "steps": 1, "device": "cpu"})
     trainer = CycleGANTrainer(config, tmp_path / "run", progress=False)
     assert trainer.config.train.precision == ("bf16" if cpu_runs_bf16_natively() else "fp32")
+
+
+def test_auto_threads_leave_busy_cores_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thread oversubscription (BENCHMARKS.md): one thread per *free* core; OMP_NUM_THREADS wins."""
+    import os
+
+    from facecycle.hardware import auto_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = os.cpu_count() or 1
+    machine = CpuCapabilities("test", frozenset(), cores, cores)
+    assert auto_threads(machine, busy=0.0) == cores
+    assert auto_threads(machine, busy=float(cores)) == 1  # everything busy: still one thread
+    if cores >= 2:
+        assert auto_threads(machine, busy=1.0) == cores - 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert auto_threads(machine, busy=float(cores)) == 3
+
+
+def test_busy_cpus_sees_another_busy_process() -> None:
+    import subprocess
+    import sys
+
+    from facecycle.hardware import busy_cpus
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.3)  # let it start spinning
+        busy = busy_cpus(interval=0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    if busy is None:
+        pytest.skip("/proc/stat is not available here")
+    assert busy >= 0.7

@@ -21,7 +21,7 @@ TINY = "model.gen_width=8,model.gen_blocks=1,model.disc_width=8"
 def test_quality_benchmark_smoke(shared_faces: Path, tmp_path: Path) -> None:
     out = tmp_path / "q"
     cmd = [sys.executable, str(REPO / "benchmarks" / "quality.py"), "--data", str(shared_faces), "--out", str(out),
-           "--minutes", "0.1", "--evals", "0.05,0.1", "--size", "32", "--max-eval", "6",
+           "--minutes", "0.1", "--evals", "0.05,0.1", "--size", "56", "--max-eval", "6",
            "--variant", f"recipe=faces,{TINY}", "--variant", f"paper=paper_cyclegan,{TINY}"]
     done = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]

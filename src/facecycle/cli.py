@@ -29,12 +29,20 @@ COMMAND_MODULES = [
 ]
 
 
+# Verbs that run networks on the CPU: their torch thread count is chosen at start (--threads).
+# `bench` sets its own per case; the rest do not compute.
+COMPUTE_COMMANDS = frozenset({"prepare", "train", "evaluate", "translate", "export", "serve", "demo", "import-reference"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facecycle",
         description="Unpaired facial image-to-image translation: prepare -> train -> evaluate -> translate -> export.",
     )
     parser.add_argument("--version", action="version", version=f"facecycle {__version__}")
+    parser.add_argument("--threads", type=int, default=0, metavar="N",
+                        help="CPU threads for torch (default 0 = auto: $OMP_NUM_THREADS, else the cores that other "
+                             "processes leave free when the command starts)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -53,7 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.threads < 0:
+        parser.error("--threads must be >= 0 (0 = auto)")
     try:
+        if args.command in COMPUTE_COMMANDS:
+            from facecycle.hardware import apply_threads
+
+            apply_threads(args.threads)
         return int(args.func(args) or 0)
     except FacecycleError as exc:
         print(f"facecycle {args.command}: error: {exc}", file=sys.stderr)

@@ -144,9 +144,55 @@ def resolve_precision(requested: str, device: str, cpu: CpuCapabilities | None =
     return requested
 
 
-def auto_threads(cpu: CpuCapabilities | None = None) -> int:
-    """Intra-op threads for CPU work: $OMP_NUM_THREADS when set, else every usable CPU."""
+PROC_STAT = Path("/proc/stat")
+
+
+def busy_cpus(interval: float = 0.2, stat: Path = PROC_STAT) -> float | None:
+    """How many CPUs other processes keep busy right now: two reads of /proc/stat `interval`
+    seconds apart, while this process sleeps. None where /proc/stat is unavailable."""
+    import time
+
+    def snapshot() -> tuple[int, int] | None:
+        try:
+            fields = [int(v) for v in stat.read_text().splitlines()[0].split()[1:]]
+        except (OSError, ValueError, IndexError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle  # user nice system idle iowait irq softirq steal
+
+    first = snapshot()
+    time.sleep(interval)
+    second = snapshot()
+    if first is None or second is None or second[0] <= first[0]:
+        return None
+    total, idle = second[0] - first[0], second[1] - first[1]
+    return (1.0 - idle / total) * (os.cpu_count() or 1)
+
+
+def auto_threads(cpu: CpuCapabilities | None = None, busy: float | None = None) -> int:
+    """Intra-op threads for CPU work: $OMP_NUM_THREADS when set, else the usable CPUs that other
+    processes leave free right now (at least one).
+
+    Why (BENCHMARKS.md, "Threads on a shared machine", benchmarks/threads.py): with torch's
+    default of one thread per core, one other busy process made a training step 4.1x slower
+    (0.40 -> 1.67 s), because every parallel region waits for the thread the kernel has
+    descheduled; one thread on the free core ran the same step in 0.70 s. On a quiet machine
+    every core is used. The choice is made once, when a command starts."""
     value = os.environ.get("OMP_NUM_THREADS", "")
     if value.isdigit() and int(value) > 0:
         return int(value)
-    return (cpu or cpu_capabilities()).usable_cpus
+    cpu = cpu or cpu_capabilities()
+    busy = busy_cpus() if busy is None else busy
+    if busy is None:
+        return cpu.usable_cpus
+    free = (os.cpu_count() or cpu.usable_cpus) - busy
+    return max(1, min(cpu.usable_cpus, round(free)))
+
+
+def apply_threads(requested: int = 0) -> int:
+    """Set torch's intra-op threads: `requested` when > 0, else `auto_threads()`; returns it."""
+    import torch
+
+    threads = requested if requested > 0 else auto_threads()
+    torch.set_num_threads(threads)
+    return threads
