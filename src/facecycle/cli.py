@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from facecycle import __version__
@@ -73,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"facecycle {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        # Stopping: a further Ctrl-C or SIGTERM must not turn the exit (interpreter shutdown
+        # included) into a traceback; the checkpoint, if any, is already written.
+        for kind in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(kind, signal.SIG_IGN)
         print(f"facecycle {args.command}: interrupted", file=sys.stderr)
         return 130
 

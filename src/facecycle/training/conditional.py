@@ -415,6 +415,6 @@ class ConditionalTrainer:
         finally:
             if bar is not None:
                 bar.close()
-            stop.__exit__()
             self.logger.close()
+            stop.__exit__()  # last: a signal until here still means "stopping", never a traceback
         return last

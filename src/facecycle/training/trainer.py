@@ -685,8 +685,8 @@ class CycleGANTrainer:
         finally:
             if bar is not None:
                 bar.close()
-            stop.__exit__()
             self.logger.close()
+            stop.__exit__()  # last: a signal until here still means "stopping", never a traceback
         return last
 
 
