@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from facecycle.commands import add_trust_torchscript, apply_trust_torchscript
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -29,19 +31,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--faces", action="store_true",
                    help="offer face mode: translate the aligned faces in a photo and paste them back")
-    p.add_argument("--trust-torchscript", action="store_true",
-                   help="load a TorchScript file (.ts) that this installation did not export: TorchScript is "
-                        "code and runs when loaded, so only for files from a source you trust")
+    add_trust_torchscript(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.trust_torchscript:  # the loaders read it, here and in any worker process
-        import os
-
-        from facecycle.inference.trust import TRUST_ENV
-
-        os.environ[TRUST_ENV] = "1"
+    apply_trust_torchscript(args)
     import socket
 
     from facecycle.errors import ConfigError, require

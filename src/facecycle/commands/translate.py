@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from facecycle.commands import add_trust_torchscript, apply_trust_torchscript
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("translate", help="translate an image, a folder or a video with a trained generator")
@@ -45,9 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="match the pasted face's colours to the original face")
     faces.add_argument("--max-faces", type=int, default=4)
     faces.add_argument("--smooth", type=float, default=0.6, help="video: temporal smoothing of face landmarks in [0, 1)")
-    p.add_argument("--trust-torchscript", action="store_true",
-                   help="load a TorchScript file (.ts) that this installation did not export: TorchScript is "
-                        "code and runs when loaded, so only for files from a source you trust")
+    add_trust_torchscript(p)
     p.set_defaults(func=run)
 
 
@@ -67,12 +67,7 @@ def input_folder(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.trust_torchscript:  # the loaders read it, here and in any worker process
-        import os
-
-        from facecycle.inference.trust import TRUST_ENV
-
-        os.environ[TRUST_ENV] = "1"
+    apply_trust_torchscript(args)
     from facecycle.inference.loading import load_generator
     from facecycle.inference.translate import translate_folder
     from facecycle.training.device import resolve_device

@@ -69,7 +69,7 @@ def to_mode(image: Image.Image, channels: int) -> Image.Image:
     return image.convert("L" if channels == 1 else "RGB")
 
 
-def open_image(path: str | Path, channels: int = 3, limit: int | None = None) -> Image.Image:
+def load_image(path: str | Path, channels: int = 3, limit: int | None = None) -> Image.Image:
     """The one way facecycle opens an image file: checks the pixel count from the header before
     decoding (`limit`, default `max_pixels()`), decodes fully, applies the EXIF orientation (a
     portrait phone photo is stored sideways with Orientation=6) and converts to "L"/"RGB".
@@ -93,19 +93,13 @@ def open_image(path: str | Path, channels: int = 3, limit: int | None = None) ->
         raise DataError(f"cannot read image {path}: {exc}") from None
 
 
-def load_image(path: str | Path, channels: int = 3) -> Image.Image:
-    """Decode an image file fully (see `open_image`); raises DataError naming the file and why."""
-    return open_image(path, channels)
-
-
-def unreadable_reason(path: Path, limit: int | None = None) -> str | None:
+def unreadable_reason(path: Path, limit: int) -> str | None:
     """Cheap check used when indexing a folder: None when the header parses, the data is intact
-    and the image is within the pixel limit, else the reason in a few words.
+    and the image is within `limit` pixels, else the reason in a few words.
 
     `verify()` checks PNG CRCs and JPEG structure without a full decode; a full decode
     failure later is still caught by the dataset, which then substitutes another image.
     """
-    limit = max_pixels() if limit is None else limit
     try:
         with Image.open(path) as img:
             width, height = img.size
@@ -117,15 +111,11 @@ def unreadable_reason(path: Path, limit: int | None = None) -> str | None:
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def is_readable(path: Path) -> bool:
-    """True when `unreadable_reason` finds nothing wrong."""
-    return unreadable_reason(path) is None
-
-
 def usable_images(root: str | Path, what: str) -> list[Path]:
     """`list_images` minus unreadable files (one warning naming them); empty -> DataError."""
     files = list_images(root, what)
-    reasons = {p: unreadable_reason(p) for p in files}
+    limit = max_pixels()
+    reasons = {p: unreadable_reason(p, limit) for p in files}
     bad = [p for p in files if reasons[p] is not None]
     if bad:
         shown = "; ".join(f"{p} ({reasons[p]})" for p in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")

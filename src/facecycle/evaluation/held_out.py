@@ -29,7 +29,8 @@ def load_sample(folder: str | Path, count: int, size: int, channels: int, what: 
     the folder takes its place."""
     usable = usable_images(folder, what)
     picked = pick_evenly(usable, count)
-    spare = [p for p in usable if p not in set(picked)]
+    chosen = set(picked)
+    spare = [p for p in usable if p not in chosen]
     spec = TransformSpec(crop_size=size, train=False)
     tensors, files, skipped = [], [], []
     queue = list(picked)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Optional
@@ -69,17 +70,13 @@ def _device(generator: LoadedGenerator) -> torch.device:
     return first.device if first is not None else torch.device("cpu")  # no weights: runs where it was loaded
 
 
-_warned_bf16 = False  # the emulated-bf16 warning is said once per process, not once per image
-
-
-def _resolved_precision(precision: str, device: torch.device) -> str:
-    """`auto` -> bf16 where the device runs it natively, else fp32; warns once about emulated bf16."""
-    global _warned_bf16
+@functools.lru_cache(maxsize=None)
+def _precision_on(requested: str, device_type: str) -> str:
+    """`resolve_precision` once per (request, device kind) and process: it reads the CPU flags,
+    and its emulated-bf16 warning is said once, not once per image."""
     from facecycle.hardware import resolve_precision
 
-    if precision == "bf16":
-        _warned_bf16 = True
-    return resolve_precision(precision, device.type)
+    return resolve_precision(requested, device_type)
 
 
 def _run(generator: LoadedGenerator, x: torch.Tensor, precision: str, parts: bool = False):
@@ -88,8 +85,8 @@ def _run(generator: LoadedGenerator, x: torch.Tensor, precision: str, parts: boo
     device = _device(generator)
     padded, (h, w) = pad_to_multiple(x.to(device, torch.float32), generator.size_multiple)
     net = generator.net.parts if parts else generator.net  # type: ignore[union-attr]
-    if precision == "auto" or (precision == "bf16" and device.type == "cpu" and not _warned_bf16):
-        precision = _resolved_precision(precision, device)
+    if precision in ("auto", "bf16"):
+        precision = _precision_on(precision, device.type)
     if precision == "bf16":
         low = None if parts else bf16_net(generator)
         if low is not None:

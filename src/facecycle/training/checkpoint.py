@@ -118,10 +118,12 @@ def load_file(path: Path, map_location: str | torch.device = "cpu") -> dict[str,
         ) from None
     if not isinstance(state, dict) or "format" not in state or "nets" not in state:
         raise CheckpointError(f"{path} is not a facecycle checkpoint (no 'format'/'nets' entries)")
-    missing = [key for key in ("config",) if not isinstance(state.get(key), dict)]
-    if missing or not isinstance(state["nets"], dict) or not all(isinstance(n, dict) for n in state["nets"].values()):
-        raise CheckpointError(f"{path} is not a complete facecycle checkpoint (missing or malformed: "
-                              f"{', '.join(missing) or 'nets'}); was it written by `facecycle train`?")
+    nets = state["nets"]
+    broken = ("config" if not isinstance(state.get("config"), dict) else
+              "nets" if not isinstance(nets, dict) or not all(isinstance(n, dict) for n in nets.values()) else None)
+    if broken:
+        raise CheckpointError(f"{path} is not a complete facecycle checkpoint (missing or malformed: {broken}); "
+                              "was it written by `facecycle train`?")
     return state
 
 

@@ -33,7 +33,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from facecycle import __version__
 from facecycle.config import Config, with_values
-from facecycle.hardware import resolve_precision
 from facecycle.data.images import load_image, make_grid, pil_to_tensor
 from facecycle.data.labels import VALUE_MAX, LabelTable, read_labels
 from facecycle.data.transforms import TransformSpec, apply_transform
@@ -44,7 +43,7 @@ from facecycle.losses.conditional import (ConditionalWeights, critic_objective, 
                                           generator_objective, sample_targets)
 from facecycle.models.conditional import build_conditional_discriminator, build_conditional_generator
 from facecycle.training import checkpoint as ckpt
-from facecycle.training.device import autocast, resolve_device
+from facecycle.training.device import autocast, resolve_device, with_resolved_precision
 from facecycle.training.logging import RunLogger, scalars
 from facecycle.training.schedule import LinearDecaySchedule
 from facecycle.training.trainer import StopSignals, TrainingDiverged, architecture_mismatches, set_requires_grad
@@ -129,9 +128,7 @@ class ConditionalTrainer:
         self.run_dir = Path(run_dir)
         self.progress = progress
         self.device = resolve_device(config.train.device)
-        precision = resolve_precision(config.train.precision, self.device.type)
-        if precision != config.train.precision:  # `auto`, resolved for this machine (and recorded as such)
-            self.config = config = with_values(config, train={"precision": precision})
+        self.config = config = with_resolved_precision(config, self.device)
         t, d, l = config.train, config.data, config.loss
         torch.manual_seed(t.seed)
         if len(self.table) < t.batch_size:

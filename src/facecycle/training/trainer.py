@@ -40,8 +40,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from facecycle import __version__
-from facecycle.config import Config, with_values
-from facecycle.hardware import resolve_precision
+from facecycle.config import Config
 from facecycle.data.cache import CachedBatches, CachedDomain, is_cache
 from facecycle.data.images import load_image, make_grid, pil_to_tensor
 from facecycle.data.transforms import TransformSpec, apply_transform
@@ -53,7 +52,7 @@ from facecycle.losses.cyclegan import CycleWeights, discriminator_objective, gen
 from facecycle.models.build import build_discriminator, build_generator
 from facecycle.training import checkpoint as ckpt
 from facecycle.training import distributed as fdist
-from facecycle.training.device import autocast, resolve_device
+from facecycle.training.device import autocast, resolve_device, with_resolved_precision
 from facecycle.training.logging import RunLogger, scalars
 from facecycle.training.pool import ImagePool
 from facecycle.training.schedule import LinearDecaySchedule
@@ -98,9 +97,7 @@ class CycleGANTrainer:
         self.is_main = rank == 0
         self.progress = progress and self.is_main
         self.device = resolve_device(config.train.device)
-        precision = resolve_precision(config.train.precision, self.device.type)
-        if precision != config.train.precision:  # `auto`, resolved for this machine (and recorded as such)
-            self.config = config = with_values(config, train={"precision": precision})
+        self.config = config = with_resolved_precision(config, self.device)
         self.distributed = world_size > 1 and dist.is_available() and dist.is_initialized()
         t, d = config.train, config.data
         if t.precision == "fp16" and self.device.type != "cuda":
