@@ -1,4 +1,4 @@
-"""`facecycle demo`: offline cartoon sad <-> happy, trained on the CPU within a time budget.
+"""`facecycle demo`: offline cartoon frown <-> smile, trained on the CPU within a time budget.
 
 Steps: render an unpaired avatar dataset (different identities in A and B), calibrate the
 training speed on this machine, fit `train.steps` to the remaining budget (so the LR schedule
@@ -19,6 +19,12 @@ from facecycle.data.images import make_grid, pil_to_tensor, load_image
 
 DEMO_SIZE = 64
 DEMO_PRESET = "faces"  # the face recipe (configs/faces.yaml), as a user would start
+# Open frown (A) and open smile (B): one large shape that differs in its curve, so the edit is
+# unmistakable at 64 px and learnable in minutes (thin closed-mouth lines are not; see avatars).
+DEMO_DOMAINS = ("open_frown", "open_smile")
+# The recipe at demo size: a narrower generator and critic take about 1.7x less time per step,
+# and in minutes the number of steps decides the result (QUALITY.md, "The demo").
+DEMO_SIZE_SETTINGS = ("model.gen_width=16", "model.gen_blocks=4", "model.disc_width=32")
 
 
 def loss_curve_png(stats: list[dict], path: Path) -> Optional[Path]:
@@ -33,7 +39,8 @@ def loss_curve_png(stats: list[dict], path: Path) -> Optional[Path]:
     records = [r for r in stats if "loss_G" in r]
     if not records:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    with_mask = any("loss_mask_mean" in r for r in records)
+    fig, axes = plt.subplots(1, 3 if with_mask else 2, figsize=(15 if with_mask else 11, 3.6))
     steps = [r["step"] for r in records]
     for key in ("loss_G_ab_gan", "loss_G_ba_gan", "loss_D_a", "loss_D_b"):
         axes[0].plot(steps, [r.get(key, float("nan")) for r in records], label=key[5:])
@@ -41,6 +48,10 @@ def loss_curve_png(stats: list[dict], path: Path) -> Optional[Path]:
         if any(key in r for r in records):
             axes[1].plot(steps, [r.get(key, float("nan")) for r in records], label=key[5:])
     axes[0].set_title("adversarial"); axes[1].set_title("reconstruction (L1)")
+    if with_mask:  # an attention model's masks: a mean falling to 0 would mean the generators copy
+        for key in ("loss_mask_mean", "loss_mask_std"):
+            axes[2].plot(steps, [r.get(key, float("nan")) for r in records], label=key[10:])
+        axes[2].set_title("attention mask (fraction of pixels changed)")
     for ax in axes:
         ax.set_xlabel("step"); ax.legend(fontsize=8); ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -76,17 +87,18 @@ def write_page(out: Path, info: dict) -> Path:
 
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in info["facts"].items())
     page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>facecycle demo: sad &harr; happy</title>
+<html lang="en"><head><meta charset="utf-8"><title>facecycle demo: frown &harr; smile</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
 img{{max-width:100%;image-rendering:pixelated;border:1px solid #ddd}}table{{border-collapse:collapse}}
 th,td{{text-align:left;padding:.2em .8em;border-bottom:1px solid #eee}}.note{{color:#555}}</style></head>
-<body><h1>facecycle demo: cartoon sad &harr; happy</h1>
+<body><h1>facecycle demo: cartoon frown &harr; smile</h1>
 <p class="note">A CycleGAN trained on this machine from two <em>unpaired</em> folders of cartoon faces
-(sad identities in A, different happy identities in B) with the face recipe (attention-guided
-generators: each output is the input, changed only where the mask is white). Below: held-out faces
-the model never saw, each shown as <b>before | after | mask</b>.</p>
-<h2>sad &rarr; happy (G_ab)</h2>{img(info.get("grid_a2b"), "sad to happy before/after/mask")}
-<h2>happy &rarr; sad (G_ba)</h2>{img(info.get("grid_b2a"), "happy to sad before/after/mask")}
+(sad, frowning identities in A; different smiling identities in B) with the face recipe (attention-guided
+generators: each output is the input, changed only where the mask is white), at demo size
+(narrower networks, so that minutes buy enough steps). Below: held-out faces the model never saw,
+each shown as <b>before | after | mask</b>.</p>
+<h2>frown &rarr; smile (G_ab)</h2>{img(info.get("grid_a2b"), "frown to smile before/after/mask")}
+<h2>smile &rarr; frown (G_ba)</h2>{img(info.get("grid_b2a"), "smile to frown before/after/mask")}
 <h2>Training samples (real | fake | mask | reconstructed | identity)</h2>{img(info.get("samples"), "training sample grid")}
 <h2>Loss curves</h2>{img(info.get("curves"), "loss curves")}
 <h2>Run</h2><table>{rows}</table>
@@ -98,8 +110,12 @@ the model never saw, each shown as <b>before | after | mask</b>.</p>
 
 
 def run_demo(out_dir: str | Path, minutes: float = 8.0, n_train: int = 300, n_test: int = 16,
-             seed: int = 0, progress: bool = True) -> Path:
-    """Build data, train for about `minutes` in total, translate held-out faces; returns the page path."""
+             seed: int = 0, progress: bool = True, preset: str | Path = DEMO_PRESET,
+             overrides: Optional[list[str]] = None) -> Path:
+    """Build data, train for about `minutes` in total, translate held-out faces; returns the page path.
+
+    preset, overrides: the recipe and `--set key=value` changes (data paths and size are the demo's);
+    the face recipe gets `DEMO_SIZE_SETTINGS` first, which `overrides` may change again."""
     from facecycle.data.avatars import build_unpaired_dataset
     from facecycle.inference.loading import load_generator
     from facecycle.inference.translate import translate_folder
@@ -109,13 +125,17 @@ def run_demo(out_dir: str | Path, minutes: float = 8.0, n_train: int = 300, n_te
 
     started = time.perf_counter()
     out = Path(out_dir)
+    data_dir = out / "data"
+    # The settings are checked before anything is rendered or trained: a typo fails at once.
+    if str(preset) == DEMO_PRESET:
+        overrides = [*DEMO_SIZE_SETTINGS, *(overrides or [])]
+    config = resolve(preset, overrides=overrides, flags={
+        "data.data_a": str(data_dir / "trainA"), "data.data_b": str(data_dir / "trainB"),
+        "data.crop_size": DEMO_SIZE, "data.load_size": DEMO_SIZE + 6, "train.seed": seed})
     out.mkdir(parents=True, exist_ok=True)
-    print(f"[1/4] rendering {2 * (n_train + n_test)} cartoon faces (sad = A, happy = B) ...", flush=True)
-    data = build_unpaired_dataset(out / "data", n_train, n_train, DEMO_SIZE, seed, "sad", "happy", n_test=n_test)
+    print(f"[1/4] rendering {2 * (n_train + n_test)} cartoon faces (frowning = A, smiling = B) ...", flush=True)
+    data = build_unpaired_dataset(data_dir, n_train, n_train, DEMO_SIZE, seed, *DEMO_DOMAINS, n_test=n_test)
     run_dir = out / "run"
-    config = resolve(DEMO_PRESET, flags={"data.data_a": str(data["trainA"]), "data.data_b": str(data["trainB"]),
-                                         "data.crop_size": DEMO_SIZE, "data.load_size": DEMO_SIZE + 6,
-                                         "train.seed": seed})
     print("[2/4] measuring training speed ...", flush=True)
     import tempfile
 
@@ -160,7 +180,7 @@ def run_demo(out_dir: str | Path, minutes: float = 8.0, n_train: int = 300, n_te
     info["curves"] = curves.name if curves else None
     total = time.perf_counter() - started
     info["facts"].update({
-        "recipe": DEMO_PRESET, "training steps": steps, "re-plans (step, new total)": summary["replans"] or "none",
+        "recipe": " ".join([str(preset), *(overrides or [])]), "training steps": steps, "re-plans (step, new total)": summary["replans"] or "none",
         "batch size": config.train.batch_size, "image size": f"{DEMO_SIZE} px",
         "training images/s per domain (last log window)": f"{last.get('images_per_s', float('nan')):.2f}",
         "training time": f"{train_time:.0f} s", "demo wall time": f"{total:.0f} s",

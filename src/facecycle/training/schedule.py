@@ -33,6 +33,11 @@ class LinearDecaySchedule:
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
 
+    def set_plan(self, total_steps: int, decay_steps: int) -> None:
+        """Re-plan a live run (a wall-clock budget): the next update already uses the new plan."""
+        self.total_steps, self.decay_steps = total_steps, decay_steps
+        self._apply()
+
     def step(self) -> None:
         self.step_count += 1
         self._apply()
