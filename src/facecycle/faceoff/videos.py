@@ -55,7 +55,9 @@ def track_target(video: Path, settings: PasteSettings, reference: np.ndarray | N
     from facecycle.faces.tracking import detect_video, fill_gaps, link_tracks
 
     per_frame = detect_video(video, max_faces=settings.max_faces)
-    tracks = link_tracks(per_frame, settings.max_gap)
+    # Link across longer gaps than are filled: a person who reappears where they were is the
+    # same track (so the gap is counted as given up) rather than a new person.
+    tracks = link_tracks(per_frame, max(3 * settings.max_gap, 15))
     if not tracks:
         raise DataError(f"no face found in any of the {len(per_frame)} frames of {video}; "
                         "use footage where the face is visible and at least ~60 px wide")
