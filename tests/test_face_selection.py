@@ -80,3 +80,20 @@ def test_failed_detections_get_interpolated_landmarks(tmp_path) -> None:
     assert (stats["interpolated"], stats["gaps_given_up"]) == (2, 1)
     assert target["interpolated"][6] and target["interpolated"][7]
     assert target["faces_per_frame"][6] and not target["faces_per_frame"][11] and target["faces_per_frame"][13]
+
+
+def test_training_crops_keep_only_the_reference_person(shared_faces, two_person_clip, tmp_path) -> None:
+    """With a reference, the extract stage keeps one crop per frame: the requested person's."""
+    import json
+
+    from facecycle.faceoff.data import keep_reference_person
+    from facecycle.faces.prepare import prepare_faces
+
+    video, half = two_person_clip
+    prepare_faces(video, tmp_path / "faces", size=96, all_faces=True, every=2)
+    kept = keep_reference_person(tmp_path / "faces", reference_embedding(shared_faces / "anger" / "Colin_Powell_0007.jpg"))
+    assert len(kept) == 4  # frames 0, 2, 4, 6
+    for crop in kept:
+        meta = json.loads((tmp_path / "faces" / "meta" / crop.relative_to(tmp_path / "faces" / "images")).with_suffix(".json").read_text())
+        box = meta["face"]["box"]
+        assert (box[0] + box[2]) / 2 < half  # Colin Powell is on the left
