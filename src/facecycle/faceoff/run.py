@@ -55,8 +55,12 @@ def _config_text(config: str) -> str:
 
 def run_faceoff(opts: FaceoffOptions, log: Log = print) -> dict:
     """Run (or resume) the whole face-off; returns {"report", "directions", "training", "reused"}."""
+    from facecycle.errors import require
     from facecycle.faceoff import data as fdata
 
+    # Fail before minutes of extraction and training, not at the translation stage.
+    require("av", "video", "facecycle faceoff")
+    require("mediapipe", "faces", "facecycle faceoff")
     sources = {"A": fdata.check_input(opts.video_a, "--video-a"), "B": fdata.check_input(opts.video_b, "--video-b")}
     references = {"A": opts.reference_a, "B": opts.reference_b}
     embeddings: dict[str, np.ndarray | None] = {"A": None, "B": None}
@@ -104,8 +108,6 @@ def run_faceoff(opts: FaceoffOptions, log: Log = print) -> dict:
     training = _train(opts, out, split_stage.key, log, reused)
 
     # 4. translate both inputs
-    from facecycle.faces.faceoff import translate_video  # noqa: F401  (fail early without the video extra)
-
     directions = {}
     for direction, d in (("a2b", "A"), ("b2a", "B")):
         ref = references[d]
