@@ -68,3 +68,19 @@ def test_faceoff_missing_video_and_faceless_video_are_clear_errors(tmp_path, cli
     write_clip(a, avatar_frames(2, ["neutral"], 4), audio=False)
     faceless = faceoff(a, b, tmp_path / "o2", cli_env)
     assert faceless.returncode == 2 and "no face found in" in faceless.stderr and str(b) in faceless.stderr
+
+
+@pytest.mark.slow  # ~12 s alone, 40 s+ on a busy machine: two trainer start-ups at 64 px
+def test_minutes_budget_stops_with_a_checkpoint_and_the_next_call_continues(tmp_path) -> None:
+    from conftest import write_blobs
+    from facecycle.faceoff.train import train_run
+
+    for folder in ("trainA", "trainB"):
+        write_blobs(tmp_path / "data" / folder, 4, (64, 64), seed=len(folder), bright=folder.endswith("B"))
+    kwargs = dict(config="faces", steps=10_000, minutes=0.02, size=64, device="cpu", quiet=True,
+                  overrides=["model.gen_width=8", "model.disc_width=8", "model.gen_blocks=1"])
+    first = train_run(tmp_path / "data", tmp_path / "run", **kwargs)
+    assert not first["complete"] and 0 < first["step"] < 10_000 and first["resumed_from"] is None
+    second = train_run(tmp_path / "data", tmp_path / "run", **kwargs)
+    assert second["resumed_from"] is not None and second["step"] > first["step"]
+    assert second["steps"] == 10_000  # the schedule is unchanged by the time budget
