@@ -84,3 +84,23 @@ def test_minutes_budget_stops_with_a_checkpoint_and_the_next_call_continues(tmp_
     second = train_run(tmp_path / "data", tmp_path / "run", **kwargs)
     assert second["resumed_from"] is not None and second["step"] > first["step"]
     assert second["steps"] == 10_000  # the schedule is unchanged by the time budget
+
+
+@pytest.mark.slow
+def test_faceoff_accepts_a_folder_of_frames(tmp_path, cli_env) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "frames_a"
+    folder.mkdir()
+    for i, frame in enumerate(avatar_frames(1, ["neutral", "happy"], 8)):
+        Image.fromarray(frame).save(folder / f"frame_{i:03d}.png")
+    b = tmp_path / "b.mp4"
+    write_clip(b, avatar_frames(7, ["happy", "sad"], 8), audio=False)
+    out = tmp_path / "faceoff"
+    proc = faceoff(folder, b, out, cli_env, "--steps", "1")
+    assert proc.returncode == 0, proc.stderr
+    translated = sorted((out / "swapped" / "a2b" / "a2b").glob("*.png"))
+    assert [p.name for p in translated] == [f"frame_{i:03d}.png" for i in range(8)]
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert summary["directions"]["a2b"]["kind"] == "photos" and summary["directions"]["a2b"]["frames_without_face"] == 0
+    assert (out / "report" / "a2b_strip.png").is_file() and (out / "swapped" / "b2a" / "b2a.mp4").is_file()
