@@ -46,10 +46,12 @@ def test_faceoff_end_to_end_resumes_and_reuses_stages(tmp_path, cli_env) -> None
     assert summary["directions"]["a2b"]["audio"] == "copied"
     assert summary["directions"]["a2b"]["flicker"]["flicker_pairs"] == 20
     assert summary["data"]["split"]["testA"] >= 1 and summary["training"]["step"] == 2
+    assert 0 < summary["held_out"]["a2b"]["ssim_input_output"] <= 1 and "Held-out crops" in page
 
     again = faceoff(a, b, out, cli_env, "--steps", "2")
     assert again.returncode == 0, again.stderr
-    assert "reused stages: extract A, extract B, split, train, translate a2b, translate b2a" in again.stdout
+    assert ("reused stages: extract A, extract B, split, train, evaluate held-out, translate a2b, translate b2a"
+            in again.stdout)
 
     # A longer schedule continues the same run from its checkpoint; only training and translation redo.
     longer = faceoff(a, b, out, cli_env, "--steps", "3")

@@ -36,6 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--face-reference", type=Path, help="photo of the person to replace in video A (picks them "
                                                           "among several faces, for training crops and translation)")
     data.add_argument("--face-reference-b", type=Path, help="the same for video B")
+    data.add_argument("--metrics", default="ssim,identity",
+                      help="held-out scores (facecycle evaluate names, comma-separated; 'none' to skip)")
     data.add_argument("--max-gap", type=int, default=5, help="frames without a detection filled with the track's "
                                                              "interpolated landmarks (longer gaps are left alone)")
     paste = p.add_argument_group("paste-back")
@@ -75,13 +77,18 @@ def run(args: argparse.Namespace) -> int:
     bad = [r for r in regions if r not in REGION_NAMES]
     if bad:
         raise ConfigError(f"unknown --regions {bad}; choose from {', '.join(REGION_NAMES)}")
+    metrics = [] if args.metrics.strip() == "none" else [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if metrics:
+        from facecycle.evaluation.metrics import check_metric_names
+
+        metrics = check_metric_names(metrics)
     paste = PasteSettings(color_match=args.color_match, mask=args.mask, regions=regions, feather=args.feather,
                           grow=args.grow, smooth=args.smooth, temporal=args.temporal, max_gap=args.max_gap)
     opts = FaceoffOptions(video_a=Path(args.video_a), video_b=Path(args.video_b), out=Path(args.out),
                           config=args.config, steps=args.steps, minutes=args.minutes, size=args.size,
                           overrides=args.overrides, face_size=args.face_size, every=args.every, holdout=args.holdout,
                           reference_a=args.face_reference, reference_b=args.face_reference_b, paste=paste,
-                          device=args.device, quiet=args.quiet)
+                          device=args.device, quiet=args.quiet, metrics=metrics)
     result = run_faceoff(opts)
     for direction, summary in result["directions"].items():
         flicker = summary.get("flicker") or {}

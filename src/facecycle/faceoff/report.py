@@ -73,10 +73,12 @@ def _table(rows: dict[str, Any]) -> str:
     return f"<table>{body}</table>"
 
 
-def write_report(out: Path, directions: dict[str, dict], training: dict, data: dict, settings: dict) -> Path:
+def write_report(out: Path, directions: dict[str, dict], training: dict, data: dict, settings: dict,
+                 held_out: dict[str, dict] | None = None) -> Path:
     """Write `out/index.html` (+ strip PNGs) and `out/summary.json`; returns the page's path.
 
     directions: {"a2b": translate summary, "b2a": ...} from `videos.translate_input`.
+    held_out:   {"a2b": metrics, ...} of the held-out crops (`facecycle evaluate`), if scored.
     """
     out.mkdir(parents=True, exist_ok=True)
     parts = ["<!doctype html><meta charset='utf-8'><title>facecycle face-off</title>",
@@ -104,11 +106,17 @@ def write_report(out: Path, directions: dict[str, dict], training: dict, data: d
         if flicker:
             parts.append("<h3>Temporal consistency (grey levels, lower is better)</h3>")
             parts.append(_table(flicker))
+    if held_out:
+        parts.append("<h2>Held-out crops</h2><p>The last frames of each input, never trained on "
+                     "(<a href='../eval/report.html'>full evaluation report</a>).</p>")
+        for direction, metrics in held_out.items():
+            parts.append(f"<h3>{html.escape(direction)}</h3>" + _table(metrics))
     parts.append("<h2>Training</h2>" + _table(training))
     parts.append("<h2>Data</h2>" + _table(data))
     parts.append("<h2>Settings</h2>" + _table(settings))
     page = out / "index.html"
     page.write_text("\n".join(parts) + "\n")
     (out / "summary.json").write_text(json.dumps({"directions": directions, "training": training, "data": data,
-                                                  "settings": settings}, indent=2, default=str) + "\n")
+                                                  "settings": settings, "held_out": held_out or {}},
+                                                 indent=2, default=str) + "\n")
     return page

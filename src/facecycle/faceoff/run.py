@@ -7,6 +7,7 @@ Layout of the output folder DIR::
     DIR/run/                      the training run (checkpoints/, config.yaml, stats.jsonl)
     DIR/swapped/a2b/a2b.mp4       video A with its face translated to domain B (audio kept)
     DIR/swapped/b2a/b2a.mp4       video B with its face translated to domain A
+    DIR/eval/                     held-out crops scored by `facecycle evaluate` (report.html, metrics.json)
     DIR/report/index.html         strips, tracking counts, flicker, training state
 """
 
@@ -45,6 +46,7 @@ class FaceoffOptions:
     paste: PasteSettings = field(default_factory=PasteSettings)
     device: str = "auto"
     quiet: bool = False
+    metrics: list[str] = field(default_factory=lambda: ["ssim", "identity"])
 
 
 def _config_text(config: str) -> str:
@@ -107,7 +109,14 @@ def run_faceoff(opts: FaceoffOptions, log: Log = print) -> dict:
     # 3. train (resumable)
     training = _train(opts, out, split_stage.key, log, reused)
 
-    # 4. translate both inputs
+    # 4. score the held-out crops (skipped with --holdout 0 or --metrics none)
+    held_out = {}
+    if opts.metrics and counts.get("testA") and counts.get("testB"):
+        st = Stage(out / "eval", [training["checkpoint"]], {"data": split_stage.key, "metrics": opts.metrics,
+                                                           "device": opts.device})
+        held_out = stage("evaluate held-out", st, lambda st=st: _evaluate(opts, training["checkpoint"], out, st.folder))
+
+    # 5. translate both inputs
     directions = {}
     for direction, d in (("a2b", "A"), ("b2a", "B")):
         ref = references[d]
@@ -116,13 +125,13 @@ def run_faceoff(opts: FaceoffOptions, log: Log = print) -> dict:
         directions[direction] = stage(f"translate {direction}", st, lambda st=st, d=d, direction=direction: _translate(
             opts, training["checkpoint"], direction, sources[d], st.folder, embeddings[d]))
 
-    # 5. report (always rewritten: cheap, and it must show this run's training state)
+    # 6. report (always rewritten: cheap, and it must show this run's training state)
     from facecycle.faceoff.report import write_report
 
     settings = {"config": opts.config, "face_size": opts.face_size, "every": opts.every, "holdout": opts.holdout,
                 **{f"paste.{k}": v for k, v in opts.paste.to_dict().items()}}
     data = {**{f"faces {d}": v for d, v in extracted.items()}, "split": counts}
-    page = write_report(out / "report", directions, training, data, settings)
+    page = write_report(out / "report", directions, training, data, settings, held_out)
     log(f"report: {page.resolve()}")
     return {"report": str(page), "directions": directions, "training": training, "reused": reused}
 
@@ -149,6 +158,14 @@ def _train(opts: FaceoffOptions, out: Path, data_key: str, log: Log, reused: lis
         + ("" if result["complete"] else " (time budget spent; run the same command again to continue)")
         + (f", resumed from {result['resumed_from']}" if result["resumed_from"] else ""))
     return st.finish(result)
+
+
+def _evaluate(opts: FaceoffOptions, checkpoint: str, out: Path, folder: Path) -> dict:
+    from facecycle.commands.evaluate import evaluate_checkpoint
+
+    results = evaluate_checkpoint(checkpoint, out / "data" / "testA", out / "data" / "testB", folder,
+                                  ["a2b", "b2a"], opts.metrics, device=opts.device)
+    return {direction: r["metrics"] for direction, r in results.items()}
 
 
 def _translate(opts: FaceoffOptions, checkpoint: str, direction: str, source: Path, folder: Path,
