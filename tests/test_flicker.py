@@ -99,3 +99,10 @@ def test_temporal_blending_reduces_flicker_and_evaluate_reports_it(avatar_clip, 
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())["video"]
     assert metrics["flicker"] == pytest.approx(figures[0.0]["flicker"], rel=1e-6)
     assert "flicker" in proc.stdout
+
+
+def test_cuts_are_skipped_not_counted_as_flicker() -> None:
+    frames, masks = moving_frames(8)
+    cut = frames[:4] + [(255 - f).astype(np.uint8) for f in frames[4:]]  # a different "shot" from frame 4
+    result = flicker_metrics(cut, cut, masks)
+    assert result["flicker_cuts"] == 1 and result["flicker_pairs"] == 6

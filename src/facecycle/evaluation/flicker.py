@@ -14,7 +14,10 @@ flicker_warp     the same with motion compensated: Farneback optical flow measur
                  Real motion is explained by the flow, so what remains is change the input
                  did not have.
 
-Lower is better for both. `video_flicker` finds the face regions itself (tracked on the input
+Lower is better for both; negative means the output is calmer than the input (a generator
+that smooths away sensor noise). Frame pairs whose input changes by more than `cut` grey levels
+inside the face (a scene cut, a different photo) are skipped and counted as `flicker_cuts`:
+across a cut every pixel is new and no change counts as flicker. `video_flicker` finds the face regions itself (tracked on the input
 video), so `facecycle evaluate --video-in --video-out` needs no model.
 """
 
@@ -28,11 +31,14 @@ import numpy as np
 from facecycle.errors import DataError, require
 
 
+DEFAULT_CUT = 20.0
+
+
 def _pair_values(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray], masks: Sequence[np.ndarray | None],
-                 flow: bool) -> dict[str, list[float]]:
+                 flow: bool, cut: float) -> dict[str, list[float]]:
     from facecycle.faces.temporal import backward_flow, warp_with_flow
 
-    values: dict[str, list[float]] = {"change_in": [], "change_out": [], "warp_in": [], "warp_out": []}
+    values: dict[str, list[float]] = {"change_in": [], "change_out": [], "warp_in": [], "warp_out": [], "cuts": []}
     for t in range(1, len(inputs)):
         m0, m1 = masks[t - 1], masks[t]
         if m0 is None and m1 is None:
@@ -42,7 +48,11 @@ def _pair_values(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray], ma
             continue
         i0, i1 = inputs[t - 1].astype(np.float32), inputs[t].astype(np.float32)
         o0, o1 = outputs[t - 1].astype(np.float32), outputs[t].astype(np.float32)
-        values["change_in"].append(float(np.abs(i1 - i0).mean(axis=2)[region].mean()))
+        change_in = float(np.abs(i1 - i0).mean(axis=2)[region].mean())
+        if change_in > cut:
+            values["cuts"].append(t)
+            continue
+        values["change_in"].append(change_in)
         values["change_out"].append(float(np.abs(o1 - o0).mean(axis=2)[region].mean()))
         if flow:
             f = backward_flow(inputs[t], inputs[t - 1])
@@ -52,20 +62,22 @@ def _pair_values(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray], ma
 
 
 def flicker_metrics(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray],
-                    masks: Sequence[np.ndarray | None], flow: bool = True) -> dict[str, float | int | None]:
+                    masks: Sequence[np.ndarray | None], flow: bool = True,
+                    cut: float = DEFAULT_CUT) -> dict[str, float | int | None]:
     """Flicker figures of a translated clip (see the module docstring).
 
     inputs, outputs: equally long sequences of (H, W, 3) uint8 RGB frames, same sizes.
     masks:           per frame, (H, W) bool face region or None (no face in that frame).
+    cut:             input change (grey levels) above which a pair is a cut and skipped.
     Returns flicker, flicker_warp (None without flow), their parts (flicker_output_change,
-    flicker_input_change, ...) and flicker_pairs (frame pairs with a face). Means are None
-    when no pair had a face.
+    flicker_input_change, ...), flicker_pairs (frame pairs measured) and flicker_cuts (pairs
+    skipped as cuts). Means are None when no pair was measured.
     """
     if not (len(inputs) == len(outputs) == len(masks)):
         raise ValueError(f"inputs, outputs and masks must be equally long, got {len(inputs)}, {len(outputs)}, {len(masks)}")
     if inputs and inputs[0].shape != outputs[0].shape:
         raise ValueError(f"input frames {inputs[0].shape} and output frames {outputs[0].shape} differ in size")
-    v = _pair_values(inputs, outputs, masks, flow)
+    v = _pair_values(inputs, outputs, masks, flow, cut)
 
     def mean(key: str) -> float | None:
         return float(np.mean(v[key])) if v[key] else None
@@ -81,6 +93,7 @@ def flicker_metrics(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray],
         "flicker_output_warp_error": mean("warp_out"),
         "flicker_input_warp_error": mean("warp_in"),
         "flicker_pairs": len(v["change_in"]),
+        "flicker_cuts": len(v["cuts"]),
     }
 
 
