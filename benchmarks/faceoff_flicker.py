@@ -7,7 +7,9 @@ Jennifer Capriati; four photos each, every photo held for 15 frames while it dri
 pixels, with sensor noise of sigma 2 grey levels added per frame, 15 fps, H.264 + AAC), then
 runs `facecycle faceoff` on them once per `--temporal` value. Extraction, split and training
 are reused after the first value (stage manifests), so every row translates with the same
-model. Prints a Markdown table of the flicker figures of both directions (QUALITY.md).
+model. A last row per direction pastes the *untranslated* aligned crop back through the same
+pipeline (identity "generator", same tracking, colour match and encoder): the floor that
+resampling and re-encoding alone give. Prints a Markdown table (QUALITY.md).
 """
 
 from __future__ import annotations
@@ -46,6 +48,24 @@ def make_clip(data: Path, person: str, path: Path, photos: int = 4, seed: int = 
     write_clip(path, frames, fps=FPS)
 
 
+def floor_rows(out: Path, clips: dict[str, Path]) -> list[str]:
+    """Flicker of an identity paste-back (no generator) of each clip, at the model's paste size."""
+    from facecycle.evaluation.flicker import video_flicker
+    from facecycle.faceoff.videos import PasteSettings, track_target
+    from facecycle.faces.faceoff import translate_video
+
+    rows = []
+    for direction, key in (("a2b", "a"), ("b2a", "b")):
+        target = track_target(clips[key], PasteSettings(), None)
+        dst = out / f"identity_{direction}.mp4"
+        translate_video(clips[key], dst, lambda crop: crop, size=256, color_match="lab",
+                        faces_per_frame=target["faces_per_frame"])
+        f = video_flicker(clips[key], dst, faces_per_frame=target["faces_per_frame"])
+        rows.append(f"| {direction} | identity paste (no generator) | {f['flicker']:.3f} | {f['flicker_warp']:.3f} | "
+                    f"{f['flicker_output_change']:.2f} | {f['flicker_input_change']:.2f} |")
+    return rows
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "faceoff_flicker")
@@ -69,6 +89,7 @@ def main() -> int:
             f = s["flicker"]
             rows.append(f"| {direction} | {value} | {f['flicker']:.3f} | {f['flicker_warp']:.3f} | "
                         f"{f['flicker_output_change']:.2f} | {f['flicker_input_change']:.2f} |")
+    rows += floor_rows(args.out, clips)
     print("| direction | --temporal | flicker | flicker_warp | output change | input change |")
     print("|---|---|---|---|---|---|")
     print("\n".join(rows))

@@ -59,7 +59,7 @@ class TemporalBlender:
     like `LandmarkSmoother`; call `next_frame()` after each frame.
     """
 
-    def __init__(self, strength: float = 0.6, tau: float = 12.0) -> None:
+    def __init__(self, strength: float = 0.6, tau: float = 8.0) -> None:
         if not 0 <= strength < 1:
             raise ValueError(f"temporal strength must be within [0, 1), got {strength}")
         self.strength, self.tau = strength, tau
