@@ -49,7 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     paste.add_argument("--feather", type=float, default=0.04, help="mask blur sigma, fraction of the crop")
     paste.add_argument("--grow", type=float, default=0.03, help="mask padding (negative: erode), fraction of the crop")
     paste.add_argument("--smooth", type=float, default=0.6, help="landmark smoothing in [0, 1)")
-    paste.add_argument("--temporal", type=float, default=0.6,
+    paste.add_argument("--temporal", type=float, default=0.8,
                        help="flicker reduction: flow-guided blending with the previous output frame in [0, 1) "
                             "(0 = off)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
