@@ -95,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         line = (f"{direction}: {summary['output']} ({summary['frames']} frames"
                 + (f", {summary['fps']:.2f} fps, audio {summary['audio']}, {summary['frames_interpolated']} interpolated, "
                    f"{summary['frames_without_face']} without a face" if summary.get("kind") == "video" else "") + ")")
+        if "selection" in summary:
+            line += f"; {summary['selection']['reason']}"
         if flicker.get("flicker") is not None:
             line += f"; flicker {flicker['flicker']:.3f}, warp {flicker['flicker_warp']:.3f}"
         print(line)

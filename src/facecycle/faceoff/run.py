@@ -101,6 +101,11 @@ def run_faceoff(opts: FaceoffOptions, log: Log = print) -> dict:
             prepared = out / f"faces_{d}"
             emb = embeddings[d]
             files[d] = fdata.keep_reference_person(prepared, emb) if emb is not None else fdata.crops(prepared)
+            if emb is not None and len(files[d]) < 2:
+                from facecycle.errors import DataError
+
+                raise DataError(f"the person in {references[d]} was found in only {len(files[d])} frame(s) of "
+                                f"{sources[d]}; use a clearer, frontal reference photo of someone in the video")
         return fdata.split(files, out / "data", opts.holdout)
 
     split_stage = Stage(out / "data", [], {"faces": keys, "holdout": opts.holdout})

@@ -108,9 +108,15 @@ def select_track(tracks: Sequence[Track], frames: dict[int, np.ndarray] | None =
         vectors = embed_chips(chips)
         d = np.linalg.norm(vectors - reference[None], axis=1) if len(vectors) else np.array([np.nan])
         distances.append(float(np.nanmedian(d)) if np.isfinite(d).any() else float("inf"))
+    from facecycle.evaluation.identity import SAME_PERSON_THRESHOLD
+
     k = int(np.argmin(distances))
-    return Selection(k, tuple(distances), f"reference match: track {k} of {len(tracks)} "
-                                          f"(median identity distance {distances[k]:.3f})")
+    reason = f"reference match: track {k} of {len(tracks)} (median identity distance {distances[k]:.3f})"
+    if not distances[k] < SAME_PERSON_THRESHOLD:
+        # Still the best guess, but say so: a wrong reference photo must not pass silently.
+        reason += (f"; warning: no face in the video is the reference person by the {SAME_PERSON_THRESHOLD} "
+                   "threshold, check the reference photo")
+    return Selection(k, tuple(distances), reason)
 
 
 def sample_frames(track: Track, count: int = SAMPLES_PER_TRACK) -> list[int]:
