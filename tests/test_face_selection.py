@@ -97,3 +97,10 @@ def test_training_crops_keep_only_the_reference_person(shared_faces, two_person_
         meta = json.loads((tmp_path / "faces" / "meta" / crop.relative_to(tmp_path / "faces" / "images")).with_suffix(".json").read_text())
         box = meta["face"]["box"]
         assert (box[0] + box[2]) / 2 < half  # Colin Powell is on the left
+
+
+def test_a_reference_nobody_in_the_video_matches_is_flagged(shared_faces, two_person_clip) -> None:
+    video, _ = two_person_clip
+    stranger = sorted((shared_faces / "happiness").glob("George_W_Bush_*.jpg"))[0]
+    target = track_target(video, PasteSettings(), reference_embedding(stranger))
+    assert "warning: no face in the video is the reference person" in target["selection"]["reason"]
