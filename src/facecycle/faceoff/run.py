@@ -4,7 +4,8 @@ Layout of the output folder DIR::
 
     DIR/faces_A/, DIR/faces_B/    aligned crops + metadata (`prepare faces` layout)
     DIR/data/                     trainA/ testA/ trainB/ testB/ (held-out = last frames)
-    DIR/run/                      the training run (checkpoints/, config.yaml, stats.jsonl)
+    DIR/run/                      the training run (checkpoints/, config.yaml, stats.jsonl);
+                                  DIR/run.previous/ after the data or config changed
     DIR/swapped/a2b/a2b.mp4       video A with its face translated to domain B (audio kept)
     DIR/swapped/b2a/b2a.mp4       video B with its face translated to domain A
     DIR/eval/                     held-out crops scored by `facecycle evaluate` (report.html, metrics.json)
@@ -14,6 +15,7 @@ Layout of the output folder DIR::
 from __future__ import annotations
 
 import hashlib
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -155,7 +157,12 @@ def _train(opts: FaceoffOptions, out: Path, data_key: str, log: Log, reused: lis
     stored = st.stored()
     same = bool(stored and stored.get("key") == st.key)
     if stored and not same:
-        log("train: the data or the config changed, starting a new run (the old one is removed)")
+        # Hours of training are not deleted on a changed input: the old run is kept aside.
+        previous = out / "run.previous"
+        if previous.exists():
+            shutil.rmtree(previous)
+        (out / "run").rename(previous)
+        log(f"train: the data or the config changed, starting a new run (the old one is now {previous})")
     st.begin(keep=same)
     result = train_run(out / "data", out / "run", config=opts.config, steps=opts.steps, minutes=opts.minutes,
                        size=opts.size, overrides=opts.overrides, device=opts.device, quiet=opts.quiet)
