@@ -60,6 +60,12 @@ def test_faceoff_end_to_end_resumes_and_reuses_stages(tmp_path, cli_env) -> None
     assert "reused stages: extract A, extract B, split\n" in longer.stdout
     assert json.loads((out / "report" / "summary.json").read_text())["training"]["step"] == 3
 
+    # Another training config starts a new run; the old one is kept aside, not deleted.
+    other = faceoff(a, b, out, cli_env, "--steps", "2", "--set", "loss.cycle_a=5")
+    assert other.returncode == 0, other.stderr
+    assert "starting a new run" in other.stdout and "resumed from" not in other.stdout
+    assert (out / "run.previous" / "checkpoints" / "step_00000003.pt").is_file()
+
 
 def test_faceoff_missing_video_and_faceless_video_are_clear_errors(tmp_path, cli_env) -> None:
     b = tmp_path / "b.mp4"
