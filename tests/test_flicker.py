@@ -106,3 +106,15 @@ def test_cuts_are_skipped_not_counted_as_flicker() -> None:
     cut = frames[:4] + [(255 - f).astype(np.uint8) for f in frames[4:]]  # a different "shot" from frame 4
     result = flicker_metrics(cut, cut, masks)
     assert result["flicker_cuts"] == 1 and result["flicker_pairs"] == 6
+
+
+def test_video_flicker_refuses_videos_of_different_lengths(avatar_clip, tmp_path) -> None:
+    from facecycle.errors import DataError
+    from facecycle.evaluation.flicker import video_flicker
+    from faceoff_clips import read_clip, write_clip
+
+    frames, _, _ = read_clip(avatar_clip)
+    short = tmp_path / "short.mp4"
+    write_clip(short, frames[:-3], audio=False)
+    with pytest.raises(DataError, match="has 13 frames.*has 16"):
+        video_flicker(avatar_clip, short)

@@ -26,7 +26,10 @@ def _frames(path: Path, count: int) -> list[np.ndarray]:
     from facecycle.faces.video import is_video, iter_frames
 
     if path.is_file() and is_video(path):
-        frames = [rgb for _, _, rgb in iter_frames(path)]
+        # Two passes (count, then keep the picks) so a long video is never held in memory.
+        total = sum(1 for _ in iter_frames(path))
+        picks = set(np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist()) if total else set()
+        return [rgb for i, _, rgb in iter_frames(path) if i in picks]
     else:
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         frames = [np.asarray(load_image(p, 3)) for p in files[: 4 * count]]
