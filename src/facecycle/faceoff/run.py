@@ -59,7 +59,7 @@ def _config_text(config: str) -> str:
 
 def run_faceoff(opts: FaceoffOptions, log: Log = print) -> dict:
     """Run (or resume) the whole face-off; returns {"report", "directions", "training", "reused"}."""
-    from facecycle.errors import require
+    from facecycle.errors import FacecycleError, require
     from facecycle.faceoff import data as fdata
 
     # Fail before minutes of extraction and training, not at the translation stage.
@@ -121,7 +121,10 @@ def run_faceoff(opts: FaceoffOptions, log: Log = print) -> dict:
     if opts.metrics and counts.get("testA") and counts.get("testB"):
         st = Stage(out / "eval", [training["checkpoint"]], {"data": split_stage.key, "metrics": opts.metrics,
                                                            "device": opts.device})
-        held_out = stage("evaluate held-out", st, lambda st=st: _evaluate(opts, training["checkpoint"], out, st.folder))
+        try:
+            held_out = stage("evaluate held-out", st, lambda st=st: _evaluate(opts, training["checkpoint"], out, st.folder))
+        except FacecycleError as exc:  # a missing metric extra must not cost the swapped videos
+            log(f"evaluate held-out: skipped ({exc})")
 
     # 5. translate both inputs
     directions = {}
