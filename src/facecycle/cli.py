@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "train",
     "evaluate",
     "translate",
+    "faceoff",
     "export",
     "serve",
     "demo",
@@ -32,7 +33,7 @@ COMMAND_MODULES = [
 
 # Verbs that run networks on the CPU: their torch thread count is chosen at start (--threads).
 # `bench` sets its own per case; the rest do not compute.
-COMPUTE_COMMANDS = frozenset({"prepare", "train", "evaluate", "translate", "export", "serve", "demo", "import-reference"})
+COMPUTE_COMMANDS = frozenset({"prepare", "train", "evaluate", "translate", "faceoff", "export", "serve", "demo", "import-reference"})
 
 
 def build_parser() -> argparse.ArgumentParser:

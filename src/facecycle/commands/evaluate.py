@@ -13,7 +13,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                           "metric table, sample grids, links) and metrics.json (all directions), "
                                           "plus a2b/ and b2a/ with each direction's own report.html, metrics.json, "
                                           "sample grid and loss curves.")
-    p.add_argument("--checkpoint", required=True, help="run directory or checkpoint file (both generators)")
+    p.add_argument("--checkpoint", help="run directory or checkpoint file (both generators)")
     p.add_argument("--data-a", help="held-out images of domain A")
     p.add_argument("--data-b", help="held-out images of domain B")
     p.add_argument("--dataroot", help="reference CycleGAN layout: DIR/testA and DIR/testB (instead of --data-a/-b)")
@@ -30,6 +30,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--feature-cache", default=None, metavar="DIR",
                    help="keep the FID/KID Inception features of the real image sets in DIR (.npy, keyed by the "
                         "images' content), so repeated evaluations against the same held-out sets compute them once")
+    video = p.add_argument_group("videos: temporal consistency of a translated video (no model needed)")
+    video.add_argument("--video-in", help="the original video")
+    video.add_argument("--video-out", help="its translation (same frame count, e.g. from translate --faces or faceoff); "
+                                           "writes flicker figures to --out/metrics.json")
     p.set_defaults(func=run)
 
 
@@ -122,7 +126,34 @@ def held_out_folders(args: argparse.Namespace) -> tuple[str, str]:
     return args.data_a, args.data_b
 
 
+def run_videos(args: argparse.Namespace) -> int:
+    """--video-in/--video-out: flicker of a translated video inside the face region."""
+    import json
+
+    from facecycle.errors import ConfigError
+    from facecycle.evaluation.flicker import video_flicker
+
+    if not (args.video_in and args.video_out):
+        raise ConfigError("video evaluation needs both --video-in (the original) and --video-out (its translation)")
+    metrics = video_flicker(args.video_in, args.video_out)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps({"video": {"input": args.video_in, "output": args.video_out,
+                                                            **metrics}}, indent=2) + "\n")
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))
+    print(f"video: {shown}")
+    print(f"metrics: {(out / 'metrics.json').resolve()} (grey levels; flicker = output change minus input change "
+          "inside the face, lower is better)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    from facecycle.errors import ConfigError
+
+    if args.video_in or args.video_out:
+        return run_videos(args)
+    if not args.checkpoint:
+        raise ConfigError("pass --checkpoint RUN_DIR_OR_FILE (or --video-in/--video-out to measure a translated video)")
     data_a, data_b = held_out_folders(args)
     directions = ["a2b", "b2a"] if args.direction == "both" else [args.direction]
     results = evaluate_checkpoint(args.checkpoint, data_a, data_b, args.out, directions,

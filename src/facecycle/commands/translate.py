@@ -43,8 +43,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="translate the aligned faces inside whole photos/videos and paste them back")
     faces.add_argument("--face-margin", type=float, default=0.25,
                        help="alignment margin; use the one the training faces were prepared with")
-    faces.add_argument("--color-match", default="none", choices=["none", "rgb", "lab"],
-                       help="match the pasted face's colours to the original face")
+    faces.add_argument("--color-match", default="none", choices=["none", "rgb", "lab", "reinhard", "histogram"],
+                       help="match the pasted face's colours to the original face: mean/std in RGB, Lab or "
+                            "Reinhard's l-alpha-beta, or histogram matching")
+    faces.add_argument("--mask", default="face", choices=["square", "oval", "face", "hull", "regions"],
+                       help="paste mask: square (whole aligned crop), oval (template ellipse), face (landmark "
+                            "oval), hull (all landmarks), regions (only --regions)")
+    faces.add_argument("--regions", default="eyes,brows,mouth", help="with --mask regions: which regions")
+    faces.add_argument("--feather", type=float, default=0.04, help="paste mask blur sigma, fraction of the crop")
+    faces.add_argument("--grow", type=float, default=0.03, help="paste mask padding (negative erodes), fraction of the crop")
+    faces.add_argument("--temporal", type=float, default=0.0,
+                       help="video: flicker reduction by flow-guided blending with the previous output in [0, 1)")
+    faces.add_argument("--face-reference", default=None, metavar="PHOTO",
+                       help="video: replace only this person (tracked; detection gaps of up to --max-gap frames "
+                            "get interpolated landmarks)")
+    faces.add_argument("--max-gap", type=int, default=5, help="with --face-reference: longest gap filled")
     faces.add_argument("--max-faces", type=int, default=4)
     faces.add_argument("--smooth", type=float, default=0.6, help="video: temporal smoothing of face landmarks in [0, 1)")
     add_trust_torchscript(p)
@@ -101,9 +114,19 @@ def run(args: argparse.Namespace) -> int:
 def run_faces(args: argparse.Namespace, generator) -> int:
     from facecycle.inference.faces import translate_faces_in_paths
 
+    from facecycle.errors import ConfigError
+    from facecycle.faces.masks import REGION_NAMES
+
+    regions = tuple(r.strip() for r in args.regions.split(",") if r.strip())
+    if any(r not in REGION_NAMES for r in regions):
+        raise ConfigError(f"unknown --regions {args.regions!r}; choose from {', '.join(REGION_NAMES)}")
+    if not 0 <= args.temporal < 1:
+        raise ConfigError("--temporal must be within [0, 1)")
     result = translate_faces_in_paths(generator, args.input, args.output, margin=args.face_margin,
                                       color_match=args.color_match, max_faces=args.max_faces, smooth=args.smooth,
-                                      precision=args.precision)
+                                      precision=args.precision, mask=args.mask, regions=regions,
+                                      feather=args.feather, grow=args.grow, temporal=args.temporal,
+                                      reference=args.face_reference, max_gap=args.max_gap)
     for path, reason in result["failed"]:
         print(f"warning: skipped {path}: {reason}", file=sys.stderr)
     for path in result["no_face"]:

@@ -6,6 +6,7 @@ when the metric that needs them runs. Entry points:
 - `evaluate_translations` (metrics.py): all metrics for one set of translations.
 - `PeriodicEvaluator` (periodic.py): never-raising scores during training.
 - `write_report` (report.py): metrics.json + report.html.
+- `video_flicker` (flicker.py): temporal consistency of a translated video (no model needed).
 """
 
 from facecycle.evaluation.metrics import DEFAULT_METRICS, METRICS, evaluate_translations

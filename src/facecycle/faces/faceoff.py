@@ -28,8 +28,9 @@ import numpy as np
 from facecycle.errors import DataError, require
 from facecycle.faces.align import DEFAULT_MARGIN, DEFAULT_SIZE, Border, align_face
 from facecycle.faces.landmarks import Face, FaceDetector, as_rgb_uint8, face_from_landmarks
-from facecycle.faces.masks import face_masks
 from facecycle.faces.paste import ColorMatch, paste_face
+from facecycle.faces.paste_masks import DEFAULT_REGIONS, paste_mask
+from facecycle.faces.temporal import TemporalBlender
 from facecycle.faces.video import open_video
 
 CropFn = Callable[[np.ndarray], np.ndarray]
@@ -50,6 +51,7 @@ class VideoStats:
 
     frames: int = 0
     frames_without_face: int = 0
+    frames_interpolated: int = 0  # faces from a track's interpolated landmarks (detection failed there)
     faces_translated: int = 0
     fps: float = 0.0
     audio: str = "none"  # "none" | "copied" | "re-encoded"
@@ -69,18 +71,26 @@ def _check_crop(out: np.ndarray, size: int) -> np.ndarray:
 
 def paste_translated(image: np.ndarray, faces: list[Face], translate_crop_fn: CropFn, *,
                      size: int = DEFAULT_SIZE, margin: float = DEFAULT_MARGIN, border: Border = "constant",
-                     feather: float = 0.04, grow: float = 0.03, color_match: ColorMatch = "none") -> np.ndarray:
+                     feather: float = 0.04, grow: float = 0.03, color_match: ColorMatch = "none",
+                     mask: str = "face", regions: tuple[str, ...] = DEFAULT_REGIONS,
+                     temporal: TemporalBlender | None = None) -> np.ndarray:
     """Translate and paste the given `faces` (already detected, e.g. smoothed video faces).
 
     image: (H, W, 3) uint8 RGB. Returns a new (H, W, 3) uint8 array. Faces are pasted
     smallest first so the largest (nearest) face ends on top where faces overlap.
+    mask, regions: paste mask mode and its regions (see `facecycle.faces.paste_masks`);
+    feather (blur) and grow (padding) soften and widen it.
+    temporal: blend each translated crop with the face's previous output (video flicker
+    reduction, see `facecycle.faces.temporal`); the caller calls `next_frame()` per frame.
     """
     result = np.array(image, copy=True)
     for face in sorted(faces, key=lambda f: f.area):
         aligned = align_face(image, face.points5, size, margin, border)
         translated = _check_crop(translate_crop_fn(aligned.crop), size)
-        mask = face_masks(face.landmarks, aligned.matrix, size, ["face"], margin)["face"]
-        paste_face(result, translated, aligned.matrix, mask, feather=feather, grow=grow,
+        if temporal is not None:
+            translated = temporal(face.box, aligned.matrix, aligned.crop, translated)
+        weights = paste_mask(mask, face.landmarks, aligned.matrix, size, margin, regions)
+        paste_face(result, translated, aligned.matrix, weights, feather=feather, grow=grow,
                    color_match=color_match, out=result)
     return result
 
@@ -88,15 +98,17 @@ def paste_translated(image: np.ndarray, faces: list[Face], translate_crop_fn: Cr
 def translate_faces(image: np.ndarray, translate_crop_fn: CropFn, *, detector: FaceDetector | None = None,
                     size: int = DEFAULT_SIZE, margin: float = DEFAULT_MARGIN, max_faces: int = 4,
                     border: Border = "constant", feather: float = 0.04, grow: float = 0.03,
-                    color_match: ColorMatch = "none") -> FaceoffResult:
+                    color_match: ColorMatch = "none", mask: str = "face",
+                    regions: tuple[str, ...] = DEFAULT_REGIONS) -> FaceoffResult:
     """Translate every face (up to `max_faces`, largest first) in one photo.
 
     image:             (H, W, 3) RGB or (H, W) grey uint8; grey comes back as 3-channel RGB.
     translate_crop_fn: (size, size, 3) uint8 aligned crop -> same shape/dtype.
     detector:          reuse one across many photos; default: a new IMAGE-mode MediaPipe one.
     feather, grow:     paste mask softness and growth, fractions of `size` (see paste.feather_mask).
-    color_match:       "none" | "rgb" | "lab": match the translated face's colour statistics
-                       to the original face's.
+    color_match:       "none" | "rgb" | "lab" | "reinhard" | "histogram": match the translated
+                       face's colours to the original face's (see `paste.match_color`).
+    mask, regions:     paste mask mode (see `facecycle.faces.paste_masks`).
     A photo without faces comes back unchanged with `faces == []`.
     """
     rgb = as_rgb_uint8(image)
@@ -108,7 +120,7 @@ def translate_faces(image: np.ndarray, translate_crop_fn: CropFn, *, detector: F
         if own:
             det.close()
     out = paste_translated(rgb, faces, translate_crop_fn, size=size, margin=margin, border=border,
-                           feather=feather, grow=grow, color_match=color_match)
+                           feather=feather, grow=grow, color_match=color_match, mask=mask, regions=regions)
     return FaceoffResult(image=out, faces=faces)
 
 
@@ -170,13 +182,23 @@ def translate_video(in_path: str | Path, out_path: str | Path, translate_crop_fn
                     smooth: float = 0.6, size: int = DEFAULT_SIZE, margin: float = DEFAULT_MARGIN,
                     max_faces: int = 4, border: Border = "constant", feather: float = 0.04, grow: float = 0.03,
                     color_match: ColorMatch = "none", crf: int = 18, preset: str = "veryfast",
-                    reencode_audio: bool = False, progress: Callable[[int], None] | None = None) -> VideoStats:
+                    reencode_audio: bool = False, progress: Callable[[int], None] | None = None,
+                    mask: str = "face", regions: tuple[str, ...] = DEFAULT_REGIONS, temporal: float = 0.0,
+                    faces_per_frame: list[list[Face]] | None = None,
+                    interpolated: list[bool] | None = None) -> VideoStats:
     """Translate the faces of every frame of a video and write an H.264 file.
 
     in_path:  any video PyAV reads (mp4/mov/avi/mkv/webm...).
     out_path: output file; its extension picks the container (.mp4 recommended).
     translate_crop_fn, size, margin, border, feather, grow, color_match: as `translate_faces`.
     smooth:   temporal smoothing of the face points in [0, 1) (see `LandmarkSmoother`).
+    mask, regions: paste mask mode (see `facecycle.faces.paste_masks`).
+    temporal: flow-guided blending strength of the translated crop in [0, 1) (0 = off; see
+              `facecycle.faces.temporal`): reduces flicker.
+    faces_per_frame: faces to translate in each decoded frame, e.g. one selected, gap-filled
+              track (`facecycle.faces.tracking`); then no detection runs here, but `smooth`
+              still applies. `interpolated[i]` marks frames whose face was interpolated
+              (counted in `VideoStats.frames_interpolated`).
     crf, preset: x264 quality (lower crf = better, 18 is visually lossless) and speed.
     progress: called with the number of frames done after each frame.
 
@@ -229,6 +251,7 @@ def translate_video(in_path: str | Path, out_path: str | Path, translate_crop_fn
                     # without a time base, which PyAV only sets on its first own encode.
                     a_out.time_base = Fraction(1, a_in.codec_context.sample_rate)
                     stats.audio = "re-encoded"
+            blender = TemporalBlender(temporal) if temporal > 0 else None
             with FaceDetector(mode="video", max_faces=max_faces) as detector:
                 smoother = LandmarkSmoother(smooth)
                 last_ts = -1
@@ -249,13 +272,22 @@ def translate_video(in_path: str | Path, out_path: str | Path, translate_crop_fn
                         rgb = frame.to_ndarray(format="rgb24")
                         t_ms = int(round(float(frame.time) * 1000)) if frame.time is not None else last_ts + 1
                         last_ts = max(last_ts + 1, t_ms)
-                        faces = smoother(detector.detect(rgb, timestamp_ms=last_ts))
+                        if faces_per_frame is None:
+                            found = detector.detect(rgb, timestamp_ms=last_ts)
+                        else:
+                            found = faces_per_frame[stats.frames] if stats.frames < len(faces_per_frame) else []
+                            if interpolated is not None and stats.frames < len(interpolated) and interpolated[stats.frames]:
+                                stats.frames_interpolated += 1
+                        faces = smoother(found)
                         if faces:
                             rgb = paste_translated(rgb, faces, translate_crop_fn, size=size, margin=margin,
-                                                   border=border, feather=feather, grow=grow, color_match=color_match)
+                                                   border=border, feather=feather, grow=grow, color_match=color_match,
+                                                   mask=mask, regions=regions, temporal=blender)
                             stats.faces_translated += len(faces)
                         else:
                             stats.frames_without_face += 1
+                        if blender is not None:
+                            blender.next_frame()
                         if pad_w or pad_h:
                             rgb = np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
                         out_frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")

@@ -2,8 +2,8 @@
 
 The crop is warped back with the inverse of its alignment transform and blended through a
 feathered mask, so only the face changes and no seam shows. Optional colour matching
-moves the crop's per-channel mean and standard deviation inside the mask onto those of the
-original face: generators often shift skin tone or brightness slightly, which is far more
+(`match_color`: mean/std in RGB, Lab or Reinhard's l-alpha-beta, or histogram matching) moves
+the crop's colour statistics inside the mask onto those of the original face: generators often shift skin tone or brightness slightly, which is far more
 visible after pasting than in the crop on its own.
 """
 
@@ -16,7 +16,8 @@ import numpy as np
 from facecycle.errors import require
 from facecycle.faces.align import warp_from_crop, warp_to_crop
 
-ColorMatch = Literal["none", "rgb", "lab"]
+ColorMatch = Literal["none", "rgb", "lab", "reinhard", "histogram"]
+COLOR_MATCHES: tuple[str, ...] = ("none", "rgb", "lab", "reinhard", "histogram")
 
 
 def feather_mask(mask: np.ndarray, feather: float = 0.04, grow: float = 0.0) -> np.ndarray:
@@ -52,31 +53,71 @@ def square_mask(size: int, inset: float = 0.06) -> np.ndarray:
     return mask
 
 
+def _weighted_stats(a: np.ndarray, w: np.ndarray, total: float) -> tuple[np.ndarray, np.ndarray]:
+    mean = (a * w).sum(axis=(0, 1)) / total
+    std = np.sqrt(((a - mean) ** 2 * w).sum(axis=(0, 1)) / total)
+    return mean, std
+
+
+# Reinhard et al. 2001, "Color Transfer between Images": RGB -> LMS -> log10 -> l-alpha-beta,
+# a decorrelated opponent space where a per-channel mean/std transfer does not shift hues.
+_RGB2LMS = np.array([[0.3811, 0.5783, 0.0402], [0.1967, 0.7244, 0.0782], [0.0241, 0.1288, 0.8444]])
+_LMS2LAB = np.diag([1 / np.sqrt(3), 1 / np.sqrt(6), 1 / np.sqrt(2)]) @ np.array([[1, 1, 1], [1, 1, -2], [1, -1, 0]])
+
+
+def _to_lalphabeta(rgb: np.ndarray) -> np.ndarray:
+    lms = np.maximum(rgb.astype(np.float64) / 255.0, 1 / 255.0) @ _RGB2LMS.T
+    return np.log10(lms) @ _LMS2LAB.T
+
+
+def _from_lalphabeta(lab: np.ndarray) -> np.ndarray:
+    lms = 10.0 ** (lab @ np.linalg.inv(_LMS2LAB).T)
+    return np.clip(lms @ np.linalg.inv(_RGB2LMS).T * 255.0, 0, 255).round().astype(np.uint8)
+
+
+def _match_histogram(crop: np.ndarray, reference: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per-channel weighted histogram matching: each crop level goes to the reference level of the
+    same weighted cumulative share, so the face's whole tone distribution (not only mean/std) moves."""
+    out = np.empty_like(crop)
+    w = weights.ravel().astype(np.float64)
+    for c in range(3):
+        src_hist = np.bincount(crop[..., c].ravel(), weights=w, minlength=256)
+        ref_hist = np.bincount(reference[..., c].ravel(), weights=w, minlength=256)
+        src_cdf = np.cumsum(src_hist) / max(src_hist.sum(), 1e-9)
+        ref_cdf = np.cumsum(ref_hist) / max(ref_hist.sum(), 1e-9)
+        lut = np.interp(src_cdf, ref_cdf, np.arange(256))
+        out[..., c] = np.clip(lut, 0, 255).round().astype(np.uint8)[crop[..., c]]
+    return out
+
+
 def match_color(crop: np.ndarray, reference: np.ndarray, weights: np.ndarray, space: ColorMatch = "lab") -> np.ndarray:
-    """Move `crop`'s weighted per-channel mean/std onto `reference`'s (both (S, S, 3) uint8 RGB).
+    """Move `crop`'s colour statistics onto `reference`'s (both (S, S, 3) uint8 RGB).
 
     weights: (S, S) float32 in [0, 1], where the statistics are measured (the face).
-    "lab" matches in CIE Lab, which separates brightness from colour so a lighting change
-    does not tint the skin; "rgb" matches channels directly. Returns (S, S, 3) uint8.
+    "lab" matches weighted per-channel mean/std in CIE Lab, which separates brightness from
+    colour so a lighting change does not tint the skin; "rgb" matches channels directly;
+    "reinhard" is the mean/std transfer in Reinhard's log l-alpha-beta space (gain capped at
+    [0.2, 5] against flat regions, looser than "lab"'s); "histogram" matches each RGB channel's weighted histogram.
+    Returns (S, S, 3) uint8.
     """
     if space == "none":
         return crop
-    if space not in ("rgb", "lab"):
-        raise ValueError(f"color match must be 'none', 'rgb' or 'lab', got {space!r}")
+    if space not in COLOR_MATCHES:
+        raise ValueError(f"color match must be one of {', '.join(COLOR_MATCHES)}, got {space!r}")
     cv2 = require("cv2", "faces", "colour matching")
     w = weights.astype(np.float64)[..., None]
     total = float(w.sum())
     if total < 1.0:  # no face pixels to measure
         return crop
+    if space == "histogram":
+        return _match_histogram(np.asarray(crop, np.uint8), np.asarray(reference, np.uint8), weights)
+    if space == "reinhard":
+        src, ref = _to_lalphabeta(crop), _to_lalphabeta(reference)
+        (ms, ss), (mr, sr) = _weighted_stats(src, w, total), _weighted_stats(ref, w, total)
+        return _from_lalphabeta((src - ms) * np.clip(sr / np.maximum(ss, 1e-6), 0.2, 5.0) + mr)
     to = (lambda a: cv2.cvtColor(a, cv2.COLOR_RGB2LAB).astype(np.float64)) if space == "lab" else (lambda a: a.astype(np.float64))
     src, ref = to(crop), to(reference)
-
-    def stats(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mean = (a * w).sum(axis=(0, 1)) / total
-        std = np.sqrt(((a - mean) ** 2 * w).sum(axis=(0, 1)) / total)
-        return mean, std
-
-    (ms, ss), (mr, sr) = stats(src), stats(ref)
+    (ms, ss), (mr, sr) = _weighted_stats(src, w, total), _weighted_stats(ref, w, total)
     # Cap the gain: on a flat face region a tiny std would otherwise amplify noise wildly.
     gain = np.clip(sr / np.maximum(ss, 1e-3), 0.5, 2.0)
     out = np.clip((src - ms) * gain + mr, 0, 255).round().astype(np.uint8)
@@ -94,7 +135,7 @@ def paste_face(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np
     mask:   (S, S) uint8 0/255 crop-frame mask of what to paste (e.g. `face_masks(...)["face"]`);
             None pastes the whole square with a feathered border.
     feather, grow: see `feather_mask`.
-    color_match:   "none", "rgb" or "lab" (see `match_color`).
+    color_match:   one of COLOR_MATCHES (see `match_color`).
     out:    write into this array (may be `image` itself, to paste several faces in turn).
     Returns the (H, W, C) uint8 result; pixels outside the warped mask are exactly `image`.
     """

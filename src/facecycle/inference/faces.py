@@ -31,8 +31,17 @@ def crop_translator(generator: LoadedGenerator, precision: str = "fp32") -> Call
 
 def translate_faces_in_paths(generator: LoadedGenerator, input_path: str | Path, output_dir: str | Path,
                              margin: float = 0.25, color_match: str = "none", max_faces: int = 4,
-                             smooth: float = 0.6, precision: str = "fp32") -> dict[str, list]:
+                             smooth: float = 0.6, precision: str = "fp32", mask: str = "face",
+                             regions: tuple[str, ...] = ("eyes", "brows", "mouth"), feather: float = 0.04,
+                             grow: float = 0.03, temporal: float = 0.0, reference: str | Path | None = None,
+                             max_gap: int = 5) -> dict[str, list]:
     """Photos (any image format) and videos (mp4/mov/avi/mkv/webm) below `input_path`.
+
+    mask, regions, feather, grow: paste mask (see `facecycle.faces.paste_masks`).
+    temporal: video flicker reduction strength (see `facecycle.faces.temporal`).
+    reference: photo of the one person to replace in videos (tracked, gaps up to `max_gap`
+    frames interpolated; see `facecycle.faces.selection`); photos still translate their
+    largest `max_faces` faces.
 
     Crops are aligned at the model's training size (`generator.crop_size`) with `margin`, which
     must match how the training faces were prepared (`prepare faces` uses 0.25). Photos are
@@ -53,6 +62,12 @@ def translate_faces_in_paths(generator: LoadedGenerator, input_path: str | Path,
     if not files:
         raise DataError(f"no image or video found in {root}")
     fn = crop_translator(generator, precision)
+    paste = dict(mask=mask, regions=tuple(regions), feather=feather, grow=grow)
+    embedding = None
+    if reference is not None:
+        from facecycle.faces.selection import reference_embedding
+
+        embedding = reference_embedding(reference)
     # Attention models compose at full resolution, so their crops are aligned (and pasted back)
     # at up to 256 px instead of the training size: what the mask leaves alone stays sharp.
     size = max(generator.crop_size, 256) if default_work_size(generator) else generator.crop_size
@@ -64,14 +79,24 @@ def translate_faces_in_paths(generator: LoadedGenerator, input_path: str | Path,
             try:
                 if is_video(src):
                     dst = output_path(src, root, Path(output_dir), ".mp4")
+                    tracked = {}
+                    if embedding is not None:
+                        from facecycle.faceoff.videos import PasteSettings, track_target
+
+                        target = track_target(src, PasteSettings(max_gap=max_gap, max_faces=max_faces), embedding)
+                        tracked = {"faces_per_frame": target["faces_per_frame"], "interpolated": target["interpolated"]}
+                        print(f"{src}: {target['selection']['reason']}")
                     stats = translate_video(src, dst, fn, smooth=smooth, size=size, margin=margin,
-                                            max_faces=max_faces, color_match=color_match)  # type: ignore[arg-type]
+                                            max_faces=max_faces, color_match=color_match,  # type: ignore[arg-type]
+                                            temporal=temporal, **paste, **tracked)
                     print(f"{src}: {stats.frames} frames at {stats.fps:.2f} fps, {stats.faces_translated} faces, "
-                          f"{stats.frames_without_face} frames without a face, audio {stats.audio}")
+                          f"{stats.frames_without_face} frames without a face, {stats.frames_interpolated} "
+                          f"interpolated, audio {stats.audio}")
                 else:
                     image = np.asarray(load_image(src, 3))
                     result = translate_faces(image, fn, detector=detector, size=size, margin=margin,
-                                             max_faces=max_faces, color_match=color_match)  # type: ignore[arg-type]
+                                             max_faces=max_faces, color_match=color_match,  # type: ignore[arg-type]
+                                             **paste)
                     if not result.faces:
                         no_face.append(src)
                     dst = output_path(src, root, Path(output_dir), ".png")
