@@ -8,8 +8,9 @@ facecycle offers on this CPU, as ratios to the reference-equivalent eager fp32 p
 Training (paper model: ResNet-9 + 70x70 PatchGAN, identity 0.5, pool 50, fused Adam, real
 `CycleGANTrainer.g_step` + `d_step` on a synthetic uint8 cache; batch 1): every variant is built
 from the same seed, warmed up (compiling, for compiled variants: that time is reported), then the
-variants take one timed step each in turn, `--rounds` times; medians. Variants: eager fp32 (the
-reference's path), channels_last fp32, torch.compile fp32 (where a C++ compiler exists; not
+variants take one timed step each in turn, `--rounds` times; medians. Variants: a plain eager
+loop with no trainer around it (the reference's update written out: shows the trainer's own
+overhead), the trainer's eager fp32 (the reference-equivalent default, the 1.00x row), channels_last fp32, torch.compile fp32 (where a C++ compiler exists; not
 with --no-compile), eager bf16 (where the CPU runs bf16 natively) and what `precision=auto,
 compile=auto` resolves to here.
 
@@ -24,6 +25,7 @@ alike; ratios are the reliable output on a shared machine, absolute times are no
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import statistics
@@ -77,17 +79,74 @@ def _trainer_step(folder: Path, a: str, b: str, size: int, name: str, precision:
     return step, trainer
 
 
+def plain_step(a: str, b: str, size: int, overrides: list[str]) -> Step:
+    """The reference implementation's update written out with no trainer around it: same nets and
+    losses (LSGAN, L1 cycle x10, identity x5), default torch Adam, image pool 50, batches from
+    the same cache loader; no non-finite checks, no loss bookkeeping, no fused Adam. The
+    trainer's overhead is its time over this one."""
+    import torch.nn.functional as F
+
+    from facecycle.commands.bench import _config
+    from facecycle.data.cache import CachedBatches, CachedDomain
+    from facecycle.data.transforms import TransformSpec
+    from facecycle.data.unpaired import UnpairedSampler
+    from facecycle.models.build import build_discriminator, build_generator
+    from facecycle.training.pool import ImagePool
+
+    config = _config({"size": size, "batch_size": 1, "device": "cpu", "overrides": overrides}, a, b)
+    torch.manual_seed(0)
+    g_ab, g_ba, d_a, d_b = (build_generator(config), build_generator(config),
+                            build_discriminator(config), build_discriminator(config))
+    opt_g = torch.optim.Adam(list(g_ab.parameters()) + list(g_ba.parameters()), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(list(d_a.parameters()) + list(d_b.parameters()), lr=2e-4, betas=(0.5, 0.999))
+    pool_a, pool_b = ImagePool(50, seed=1), ImagePool(50, seed=2)
+    cached = CachedBatches(CachedDomain(a, "A"), CachedDomain(b, "B"),
+                           TransformSpec(config.data.load_size, size, True, train=True), 3, torch.device("cpu"))
+
+    def batches():
+        epoch = 0
+        while True:
+            yield from cached.epoch(UnpairedSampler(8, 8, 0, epoch), 1)
+            epoch += 1
+
+    stream = batches()
+    mse = lambda x, target: F.mse_loss(x, torch.full_like(x, target))  # noqa: E731
+
+    def step() -> None:
+        batch = next(stream)
+        real_a, real_b = batch["a"], batch["b"]
+        for p in itertools.chain(d_a.parameters(), d_b.parameters()):
+            p.requires_grad_(False)
+        opt_g.zero_grad()
+        fake_b, fake_a = g_ab(real_a), g_ba(real_b)
+        rec_a, rec_b = g_ba(fake_b), g_ab(fake_a)
+        loss_g = (mse(d_b(fake_b)[0], 1.0) + mse(d_a(fake_a)[0], 1.0)
+                  + 10 * (F.l1_loss(rec_a, real_a) + F.l1_loss(rec_b, real_b))
+                  + 5 * (F.l1_loss(g_ba(real_a), real_a) + F.l1_loss(g_ab(real_b), real_b)))
+        loss_g.backward()
+        opt_g.step()
+        for p in itertools.chain(d_a.parameters(), d_b.parameters()):
+            p.requires_grad_(True)
+        opt_d.zero_grad()
+        pa, pb = pool_a.query(fake_a.detach()), pool_b.query(fake_b.detach())
+        loss_d = 0.5 * (mse(d_a(real_a)[0], 1.0) + mse(d_a(pa)[0], 0.0) + mse(d_b(real_b)[0], 1.0) + mse(d_b(pb)[0], 0.0))
+        loss_d.backward()
+        opt_d.step()
+
+    return step
+
+
 def training_variants(compile_ok: bool) -> list[tuple[str, str, str, bool]]:
     """(label, precision, compile, channels_last) of the training paths compared."""
     from facecycle.hardware import cpu_runs_bf16_natively
 
-    variants = [("eager fp32 (reference path)", "fp32", "off", False),
-                ("eager fp32 channels_last", "fp32", "off", True)]
+    variants = [("trainer, eager fp32 (default)", "fp32", "off", False),
+                ("trainer, eager fp32 channels_last", "fp32", "off", True)]
     if compile_ok:
-        variants.append(("torch.compile fp32", "fp32", "on", False))
+        variants.append(("trainer, torch.compile fp32", "fp32", "on", False))
     if cpu_runs_bf16_natively():
-        variants.append(("eager bf16", "bf16", "off", False))
-    variants.append(("auto (precision=auto, compile=auto)", "auto", "auto", False))
+        variants.append(("trainer, eager bf16", "bf16", "off", False))
+    variants.append(("trainer, precision=auto compile=auto", "auto", "auto", False))
     return variants
 
 
@@ -100,6 +159,13 @@ def bench_training(size: int, rounds: int, compile_ok: bool, overrides: list[str
         load = max(size, round(size * 286 / 256))
         a, b = _synthetic_cache(folder, "a", 8, load), _synthetic_cache(folder, "b", 8, load)
         steps: list[Step] = []
+        plain = plain_step(a, b, size, overrides)
+        start = time.perf_counter()
+        plain()
+        plain()
+        rows.append({"label": "plain eager loop (reference-style, no trainer)", "resolved": "fp32, eager",
+                     "warmup_s": time.perf_counter() - start, "times": []})
+        steps.append(plain)
         for i, (label, precision, compile_mode, cl) in enumerate(training_variants(compile_ok)):
             step, trainer = _trainer_step(folder, a, b, size, f"v{i}", precision, compile_mode, cl, overrides)
             start = time.perf_counter()
@@ -115,7 +181,7 @@ def bench_training(size: int, rounds: int, compile_ok: bool, overrides: list[str
                 start = time.perf_counter()
                 step()
                 row["times"].append(time.perf_counter() - start)
-    base = statistics.median(rows[0]["times"])
+    base = statistics.median(rows[1]["times"])  # the trainer's eager fp32 step
     for row in rows:
         row["s"] = statistics.median(row["times"])
         row["ratio"] = base / row["s"]
