@@ -121,3 +121,24 @@ def test_cli_backend_flag(run_dir: Path, tmp_path: Path, cli_env: dict[str, str]
                                        "--output", str(tmp_path / "x"), "--backend", "onnxruntime",
                                        "--precision", "bf16"), env=env, capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "fp32 only" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_serve_with_onnxruntime_backend(run_dir: Path, home: Path) -> None:
+    """`serve --backend onnxruntime`: the flag parses, and the app answers with ORT's translation."""
+    pytest.importorskip("httpx", reason="httpx (FastAPI's TestClient) is not installed")
+    import io
+
+    from facecycle.cli import build_parser
+    from facecycle.inference.translator import Translator
+    from test_serve_api import client_for, png_bytes
+
+    args = build_parser().parse_args(["serve", "--checkpoint", str(run_dir), "--backend", "onnxruntime"])
+    assert args.backend == "onnxruntime"
+    translator = Translator.load(run_dir, device="cpu", backend=args.backend)
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 44, 3), dtype=np.uint8))
+    with client_for(translator) as client:
+        response = client.post("/api/translate", files={"file": ("a.png", png_bytes(image), "image/png")})
+    assert response.status_code == 200, response.text
+    served = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"), dtype=np.int16)
+    expected = np.asarray(Translator.load(run_dir, device="cpu").translate(image), dtype=np.int16)
+    assert served.shape == expected.shape and np.abs(served - expected).max() <= 1
