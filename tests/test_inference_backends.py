@@ -69,6 +69,7 @@ def test_auto_and_strict_choices(run_dir: Path, home: Path) -> None:
     assert with_backend(generator, "auto", precision="bf16") is generator  # bf16 is PyTorch's
     with pytest.raises(ConfigError, match="fp32 only"):
         with_backend(generator, "onnxruntime", precision="bf16")
+    assert isinstance(with_backend(generator, "onnxruntime", precision="auto").net, OnnxGenerator)
     with pytest.raises(ConfigError, match="unknown backend"):
         with_backend(generator, "tensorrt")
 

@@ -89,7 +89,8 @@ def _resolved_precision(precision: str, device: torch.device) -> str:
 def with_backend(generator: LoadedGenerator, backend: str = "torch", precision: str = "fp32") -> LoadedGenerator:
     """`generator` to run with `backend` ("auto", "torch" or "onnxruntime"; see the module doc).
 
-    `precision` is the one inference will use ("fp32", "bf16" or "auto"). Returns the generator
+    `precision` is the one inference will use ("fp32", "bf16" or "auto"; with "onnxruntime",
+    "auto" means its fp32, only an explicit "bf16" is refused). Returns the generator
     itself (torch) or a copy whose `net` is an ONNX Runtime session with the same call contract:
     `(N, C, H, W)` float32 in [-1, 1] -> same shape, float32, on the CPU.
     Raises ConfigError (unknown backend, or onnxruntime where it cannot run) and
@@ -105,7 +106,10 @@ def with_backend(generator: LoadedGenerator, backend: str = "torch", precision: 
     if isinstance(generator.net, OnnxGenerator):
         return generator
     device = _device(generator)
-    reason = unsupported_reason(generator, device, _resolved_precision(precision, device))
+    # auto precision + auto backend: bf16 where native (faster than ORT's fp32) keeps PyTorch;
+    # auto precision + onnxruntime: the user chose the backend, so "auto" settles on its fp32.
+    requested = _resolved_precision(precision, device) if backend == "auto" else precision
+    reason = unsupported_reason(generator, device, "fp32" if requested == "auto" else requested)
     if backend == "auto":
         if reason is not None or not _installed():
             return generator
