@@ -71,8 +71,9 @@ def unsupported_reason(generator: LoadedGenerator, device: torch.device, precisi
     if precision == "bf16":
         return "the onnxruntime backend runs fp32 only (use --backend torch for bf16)"
     if type(generator.net) not in (ResnetGenerator, UnetGenerator):
-        return ("the onnxruntime backend runs plain ResNet/U-Net generators; attention and conditional models keep "
-                "PyTorch (their masks / targets need it; use --backend torch)")
+        return ("the onnxruntime backend runs plain ResNet/U-Net generators (from checkpoints, safetensors or ONNX "
+                f"files); this one is a {type(generator.net).__name__} (attention and conditional models need PyTorch "
+                "for their masks / targets; TorchScript files run in PyTorch): use --backend torch")
     return None
 
 
