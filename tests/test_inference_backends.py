@@ -143,3 +143,20 @@ def test_serve_with_onnxruntime_backend(run_dir: Path, home: Path) -> None:
     served = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"), dtype=np.int16)
     expected = np.asarray(Translator.load(run_dir, device="cpu").translate(image), dtype=np.int16)
     assert served.shape == expected.shape and np.abs(served - expected).max() <= 1
+
+
+def test_attention_generators_stay_on_torch(home: Path) -> None:
+    from facecycle.config import Config
+    from facecycle.errors import ConfigError
+    from facecycle.inference.backends import with_backend
+    from facecycle.inference.loading import LoadedGenerator
+    from facecycle.models.build import build_generator
+
+    config = Config.from_dict({"data": {"crop_size": 32, "load_size": 36},
+                               "model": {"gen_width": 8, "gen_blocks": 1, "attention_mask": True}}).validate()
+    net = build_generator(config).eval()
+    generator = LoadedGenerator(net, "a2b", 3, 4, 32, config.to_dict(), Path("x.pt"))
+    assert with_backend(generator, "auto") is generator  # its mask and full-size composition need PyTorch
+    with pytest.raises(ConfigError, match="AttentionGenerator"):
+        with_backend(generator, "onnxruntime")
+    assert not (home / "onnx").exists()
