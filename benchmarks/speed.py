@@ -2,7 +2,7 @@
 facecycle offers on this CPU, as ratios to the reference-equivalent eager fp32 path (issue 15).
 
     python benchmarks/speed.py                    # ~10 min on 2 cores: the figures in BENCHMARKS.md
-    python benchmarks/speed.py --quick            # smoke run (~1 min): 64 px, one round, no compile
+    python benchmarks/speed.py --quick            # smoke run (1-2 min): 64 px, one round, no compile
     python benchmarks/speed.py --threads 1 --output speed.md
 
 Training (paper model: ResNet-9 + 70x70 PatchGAN, identity 0.5, pool 50, fused Adam, real

@@ -5,7 +5,6 @@ checkpoint keys (no `_orig_mod.`), resumable eagerly."""
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
