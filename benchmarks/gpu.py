@@ -104,6 +104,7 @@ def train_cell(device: torch.device, size: int, precision: str, compile_on: bool
         trainer.logger.enabled = False
         for net in trainer.nets.values():
             net.train()
+        fell_back = False  # a compile failure falls back once, for the rest of the cell
         for batch_size in batches:
             row = {**base, "batch": batch_size}
             if budget.left() <= 0:
@@ -129,9 +130,10 @@ def train_cell(device: torch.device, size: int, precision: str, compile_on: bool
                 torch.cuda.empty_cache()
                 continue
             except Exception as exc:  # noqa: BLE001 - one broken case must not lose the others' figures
-                rows.append({**row, "skipped": f"error {type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"})
+                first = str(exc).splitlines()[0][:80].replace("|", "/") if str(exc) else ""
+                rows.append({**row, "skipped": f"error {type(exc).__name__}: {first}"})
                 continue
-            fell_back = any("running eagerly" in str(w.message) for w in caught)
+            fell_back = fell_back or any("running eagerly" in str(w.message) for w in caught)
             rows.append({**row, "s": s, "img_s": batch_size / s, "peak_gib": _peak_gib(device),
                          "first_s": first_s, "compiled": trainer.compiled and not fell_back})
             print(f"  train {size}px b{batch_size} {precision} compile={compile_on} cl={channels_last}: "
