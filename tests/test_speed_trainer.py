@@ -130,6 +130,8 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(data, tmp_path, monk
             raise ImportError("no C++ compiler (simulated)")
         return call
 
+    # As where a C++ compiler exists (else train.compile=on warns and stays eager before trying).
+    monkeypatch.setattr("facecycle.training.compile.cxx_compiler", lambda: "/usr/bin/g++")
     monkeypatch.setattr(torch, "compile", broken_compile)
     trainer = CycleGANTrainer(tiny(a, b, steps=1, compile=True), tmp_path / "run", progress=False)
     with pytest.warns(UserWarning, match="compil.*running eagerly"):

@@ -122,7 +122,9 @@ class TrainConfig:
     # The default stays fp32 so a run computes the same on every machine; auto is the fast choice.
     precision: str = "fp32"
     channels_last: bool = False
-    compile: bool = False
+    # off | on | auto (torch.compile of the training forward passes; see facecycle.training.compile).
+    # Older configs and checkpoints say true/false, read as on/off.
+    compile: str = "off"
     eval_every: int = 0  # evaluate on a fixed held-out sample every N steps (0 = off)
     eval_metrics: str = "kid,lpips"  # comma-separated, see facecycle.evaluation.metrics.METRICS
     eval_images: int = 32  # images per domain in the held-out sample
@@ -130,6 +132,12 @@ class TrainConfig:
     eval_data_b: Optional[str] = None
     best_metric: str = "ab/kid_x100"  # keep checkpoints/best.pt by this score (direction: evaluation.metrics.higher_is_better)
     mode: str = "cyclegan"  # cyclegan (two domains, data_a/data_b) | conditional (data.images + data.labels)
+
+    def __post_init__(self) -> None:
+        # `compile` was a bool before issue 15; YAML's `on`/`off` also arrive as booleans.
+        value = str(self.compile).strip().lower()
+        value = {"true": "on", "yes": "on", "1": "on", "false": "off", "no": "off", "0": "off"}.get(value, value)
+        object.__setattr__(self, "compile", value)
 
 
 @dataclass(frozen=True)
@@ -217,6 +225,8 @@ class Config:
             problems.append(f"train.pool_size must be >= 0, got {t.pool_size}")
         if t.precision not in ("auto", "fp32", "bf16", "fp16"):
             problems.append(f"train.precision must be auto, fp32, bf16 or fp16, got '{t.precision}'")
+        if t.compile not in ("off", "on", "auto"):
+            problems.append(f"train.compile must be off, on or auto, got '{t.compile}'")
         for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "max_bad_steps"):
             if getattr(t, name) < 1:
                 problems.append(f"train.{name} must be >= 1, got {getattr(t, name)}")

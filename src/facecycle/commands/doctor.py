@@ -72,11 +72,33 @@ def collect() -> dict[str, Any]:
                   "aten_cpu_capability_env": os.environ.get("ATEN_CPU_CAPABILITY")},
         "cpu": cpu.summary(),
         "gpus": gpu_list,
-        "auto": {"device": device, "precision": auto_precision(device, cpu, gpu_list), "threads": auto_threads(cpu)},
+        "auto": {"device": device, "precision": auto_precision(device, cpu, gpu_list), "threads": auto_threads(cpu),
+                 "compile": _auto_compile(device), "backend": _auto_backend(device)},
         "extras": extra_rows,
         "assets": assets,
         "install_missing": [shell(c) for c in everything],
     }
+
+
+def _auto_compile(device: str) -> str:
+    """What train.compile=auto does here, with the reason."""
+    import torch
+
+    from facecycle.training.compile import compile_decision
+
+    use, why = compile_decision("auto", torch.device(device))
+    return f"{'on' if use else 'off'}: {why.removeprefix('auto: ')}"
+
+
+def _auto_backend(device: str) -> str:
+    """What translate --backend auto uses here for a plain ResNet/U-Net generator in fp32."""
+    import importlib.util
+
+    if device != "cpu":
+        return "torch (the onnxruntime backend runs on the CPU)"
+    if any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxruntime")):
+        return "torch (onnxruntime not installed: pip install 'facecycle[export]')"
+    return "onnxruntime for plain ResNet/U-Net generators in fp32, else torch"
 
 
 def _yes(flag: bool) -> str:
@@ -104,6 +126,9 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append("gpus       none (CUDA not available)")
     lines.append(f"auto       device {auto['device']}, precision {auto['precision']}, threads {auto['threads']}"
                  + (" (from OMP_NUM_THREADS)" if os.environ.get("OMP_NUM_THREADS") else ""))
+    if "compile" in auto:
+        lines.append(f"           train.compile=auto: {auto['compile']}")
+        lines.append(f"           translate --backend auto: {auto['backend']}")
     lines.append("extras")
     for name, row in report["extras"].items():
         if row["installed"] is None:

@@ -29,6 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--direction", default=None, choices=["a2b", "b2a"],
                    help="default direction on the page (default: a2b, or an export's own direction)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "auto"],
+                   help="torch (default), onnxruntime (CPU, fp32; exported to ONNX once and cached; needs the "
+                        "'export' extra) or auto: ONNX Runtime where it runs the model, else torch")
     p.add_argument("--faces", action="store_true",
                    help="offer face mode: translate the aligned faces in a photo and paste them back")
     add_trust_torchscript(p)
@@ -67,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     from facecycle.zoo import DEFAULT_MODEL
 
-    translator = Translator.load(args.checkpoint or DEFAULT_MODEL, device=args.device, direction=args.direction)
+    translator = Translator.load(args.checkpoint or DEFAULT_MODEL, device=args.device, direction=args.direction,
+                                 backend=args.backend)
     options = ServeOptions(max_upload_bytes=int(args.max_upload_mb * MB), max_size=args.max_size or None,
                            max_waiting=args.max_waiting)
     pipeline_class = FacePipeline if args.faces else TranslatorPipeline

@@ -49,7 +49,7 @@ class Translator:
     # ---- construction ----------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device | None = None,
-             direction: str | None = None, trust_torchscript: bool = False) -> "Translator":
+             direction: str | None = None, trust_torchscript: bool = False, backend: str = "torch") -> "Translator":
         """Load from a run directory (newest checkpoint), a checkpoint file, an exported file, or
         the name of a built-in model ("smile": a2b = neutral -> happy, b2a = happy -> neutral).
 
@@ -58,12 +58,20 @@ class Translator:
         checkpoint holds) and the exported direction for exports.
         `trust_torchscript`: load a TorchScript file this installation did not export (TorchScript
         is code; see facecycle.inference.trust).
+        `backend`: "torch" (default), "onnxruntime" (CPU, fp32; the generator is exported to ONNX
+        once and cached) or "auto" (ONNX Runtime where it runs this generator, else PyTorch); see
+        facecycle.inference.backends.
         Errors (`CheckpointError`, `ConfigError`) are the same as for `facecycle translate`.
         """
         from facecycle.inference.trust import trusting_torchscript
 
+        from facecycle.inference.backends import with_backend
+
         with trusting_torchscript(trust_torchscript):
-            return cls._load(path, device, direction)
+            loaded = cls._load(path, device, direction)
+        if backend != "torch":
+            loaded.generators = {d: with_backend(g, backend) for d, g in loaded.generators.items()}
+        return loaded
 
     @classmethod
     def _load(cls, path: str | Path, device: str | torch.device | None, direction: str | None) -> "Translator":

@@ -7,8 +7,9 @@ checkpoints and logging. Counters: `step` = generator updates done; `epoch` and
 Speed and scale (issue 7):
 
 * Precision: `train.precision` bf16 (CPU and CUDA autocast) or fp16 (CUDA, with a GradScaler
-  whose state is checkpointed); `train.channels_last`; `train.compile` (torch.compile, falls
-  back to eager with a warning when the compiler is missing or fails); fused Adam.
+  whose state is checkpointed); `train.channels_last`; `train.compile` off|on|auto (torch.compile,
+  falls back to eager with a warning when the compiler is missing or fails; see
+  facecycle.training.compile); fused Adam.
 * Non-finite steps never need a host sync on CUDA: every update is computed, then applied
   through the fused optimizer's `found_inf` mask (skipped when the loss or a gradient is not
   finite); the flags are read on the host every `finite_check_every` steps (CUDA: log_every;
@@ -52,6 +53,7 @@ from facecycle.losses.cyclegan import CycleWeights, discriminator_objective, gen
 from facecycle.models.build import build_discriminator, build_generator
 from facecycle.training import checkpoint as ckpt
 from facecycle.training import distributed as fdist
+from facecycle.training.compile import compiled, resolve_compile
 from facecycle.training.device import autocast, resolve_device, with_resolved_precision
 from facecycle.training.logging import RunLogger, scalars
 from facecycle.training.pool import ImagePool
@@ -159,9 +161,12 @@ class CycleGANTrainer:
         self._frozen_fwd: dict[str, Callable[..., Any]] = dict(self.nets)
         if self.distributed:
             self._train_fwd = fdist.wrap_ddp(self.nets, self.device)
-        if t.compile:
-            self._train_fwd = {k: _compiled(k, f) for k, f in self._train_fwd.items()}
-            self._frozen_fwd = {k: _compiled(k + " (frozen)", f) for k, f in self._frozen_fwd.items()}
+        # Only the callables are compiled: self.G_ab etc. stay plain modules, so checkpoints keep
+        # their keys (no `_orig_mod.`) and resume works across train.compile settings.
+        self.compiled = resolve_compile(t.compile, self.device)
+        if self.compiled:
+            self._train_fwd = {k: compiled(k, f) for k, f in self._train_fwd.items()}
+            self._frozen_fwd = {k: compiled(k + " (frozen)", f) for k, f in self._frozen_fwd.items()}
 
         # Host reads of the non-finite flags: every step on the CPU (free there), every
         # log_every steps on accelerators (each read is a device sync).
@@ -685,39 +690,6 @@ class CycleGANTrainer:
             self.logger.close()
             stop.__exit__()  # last: a signal until here still means "stopping", never a traceback
         return last
-
-
-def _compiled(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """torch.compile(fn) that falls back to `fn` (eager) with one warning when compiling fails,
-    e.g. no C++ compiler for the CPU backend, no Triton for CUDA, an unsupported Python."""
-    try:
-        compiled = torch.compile(fn)
-    except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eagerly
-        warnings.warn(f"train.compile: cannot compile {name} ({type(exc).__name__}: {exc}); running eagerly",
-                      stacklevel=2)
-        return fn
-    state = {"fn": compiled}
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        if state["fn"] is fn:
-            return fn(*args, **kwargs)
-        try:
-            return state["fn"](*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - compilation happens lazily, on the first call
-            if not _is_compile_error(exc):
-                raise
-            warnings.warn(f"train.compile: compiling {name} failed ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''}); running eagerly", stacklevel=2)
-            state["fn"] = fn
-            return fn(*args, **kwargs)
-
-    return call
-
-
-def _is_compile_error(exc: BaseException) -> bool:
-    module = type(exc).__module__ or ""
-    return (module.startswith(("torch._dynamo", "torch._inductor", "torch._functorch", "torch.fx"))
-            or "compile" in type(exc).__name__.lower() or isinstance(exc, (ImportError, OSError)))
 
 
 class StopSignals:
