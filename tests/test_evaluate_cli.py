@@ -7,7 +7,7 @@ import subprocess
 
 from conftest import facecycle_cmd
 from test_cli_core import train
-from facecycle.training.checkpoint import load_file
+from facecycle.runtime.checkpoints import load_file
 
 
 def test_training_evaluates_and_keeps_best_checkpoint(blob_domains, tmp_path, cli_env) -> None:

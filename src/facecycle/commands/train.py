@@ -93,7 +93,7 @@ def _merge(base: dict, top: dict) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from facecycle.errors import ConfigError
-    from facecycle.training import checkpoint as ckpt
+    from facecycle.runtime import checkpoints as ckpt
 
     config = resolve_train_config(args)
     if args.dry_run:
@@ -155,7 +155,7 @@ def attach_evaluator(trainer) -> None:
 def run_conditional(args: argparse.Namespace, config, run_dir: Path) -> int:
     """Conditional mode (train.mode=conditional): one generator G(x, c), one critic with a condition head."""
     from facecycle.errors import ConfigError
-    from facecycle.training import checkpoint as ckpt
+    from facecycle.runtime import checkpoints as ckpt
     from facecycle.training.conditional import ConditionalTrainer
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

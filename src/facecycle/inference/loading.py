@@ -74,7 +74,7 @@ def generator_from_state(config_dict: dict[str, Any], state_dict: dict[str, torc
 def resolve_model_file(path: str | Path, direction: str = "a2b") -> Path:
     """A run directory -> its newest checkpoint; a file -> itself; the name of a built-in model
     (facecycle.zoo, e.g. "smile") -> its export for `direction`."""
-    from facecycle.training import checkpoint as ckpt
+    from facecycle.runtime import checkpoints as ckpt
     from facecycle.zoo import BUILTIN_MODELS, builtin
 
     model = builtin(path)
@@ -97,8 +97,8 @@ def load_generator(path: str | Path, direction: str = "a2b", device: torch.devic
     Conditional checkpoints (train.mode=conditional) need `target` ("AU06=1,AU12=1" or a `(K,)`
     tensor in [0, 1]) and/or `expression` ("joy"); `direction` does not apply to them.
     """
-    from facecycle.training import checkpoint as ckpt
-    from facecycle.training.device import resolve_device
+    from facecycle.runtime import checkpoints as ckpt
+    from facecycle.runtime.device import resolve_device
 
     check_direction(direction)
     dev = resolve_device("auto") if device is None else torch.device(device)

@@ -76,8 +76,8 @@ class Translator:
     @classmethod
     def _load(cls, path: str | Path, device: str | torch.device | None, direction: str | None) -> "Translator":
         from facecycle.inference.export import SUFFIX_TO_FORMAT
-        from facecycle.training.checkpoint import load_file, resolve_checkpoint
-        from facecycle.training.device import resolve_device
+        from facecycle.runtime.checkpoints import load_file, resolve_checkpoint
+        from facecycle.runtime.device import resolve_device
 
         if direction is not None:
             check_direction(direction)
