@@ -167,7 +167,7 @@ def evaluate_translations(
     for name in ("ssim", "ms_ssim", "psnr"):
         if name not in names:
             continue
-        from facecycle.losses import ssim as ssim_mod
+        from facecycle.ops import ssim as ssim_mod
 
         fn = getattr(ssim_mod, name)
         with torch.no_grad():
