@@ -68,7 +68,7 @@ def conditional_from_state(state: dict[str, Any], source: Path, device: torch.de
                            target: str | torch.Tensor | None, expression: str | None) -> LoadedGenerator:
     """The conditional generator of a checkpoint, wrapped with its target into a plain image -> image net."""
     from facecycle.inference.conditional import FixedTargetGenerator, target_vector
-    from facecycle.models.conditional import build_conditional_generator
+    from facecycle.models.build import build_conditional_generator
 
     config = Config.from_dict(state["config"])
     columns = tuple(state["condition"]["columns"])

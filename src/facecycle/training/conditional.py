@@ -41,7 +41,7 @@ from facecycle.errors import CheckpointError, ConfigError, DataError
 from facecycle.losses import GAN_LOSSES, gradient_penalty
 from facecycle.losses.conditional import (ConditionalWeights, critic_objective, flipped_targets,
                                           generator_objective, sample_targets)
-from facecycle.models.conditional import build_conditional_discriminator, build_conditional_generator
+from facecycle.models.build import build_conditional_discriminator, build_conditional_generator
 from facecycle.runtime import checkpoints as ckpt
 from facecycle.runtime.device import autocast, resolve_device, with_resolved_precision
 from facecycle.training.logging import RunLogger, scalars
