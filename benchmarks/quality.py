@@ -100,7 +100,7 @@ def train_variant(spec: str, folders: dict[str, Path], out: Path, minutes: float
     import torch
 
     from facecycle.config import with_values
-    from facecycle.training import checkpoint as ckpt
+    from facecycle.runtime import checkpoints as ckpt
     from facecycle.training.budget import calibrate_steps_per_second, fit_within
     from facecycle.training.trainer import CycleGANTrainer
 

@@ -171,7 +171,7 @@ def attention_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_attention_run_resumes_exactly(attention_run: Path, tmp_path: Path) -> None:
     import os
 
-    from facecycle.training.checkpoint import list_checkpoints, load_file
+    from facecycle.runtime.checkpoints import list_checkpoints, load_file
 
     root = attention_run.parent
     sliced = tmp_path / "sliced"

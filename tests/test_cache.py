@@ -15,7 +15,7 @@ from conftest import write_blobs
 from facecycle.config import Config
 from facecycle.data.cache import CachedDomain, build_cache, index_path, masks_path
 from facecycle.errors import DataError
-from facecycle.training import checkpoint as ckpt
+from facecycle.runtime import checkpoints as ckpt
 from facecycle.training.trainer import CycleGANTrainer
 
 

@@ -24,7 +24,7 @@ from facecycle.losses.conditional import (ConditionalWeights, condition_loss, cr
                                           generator_objective, sample_targets, total_variation)
 from facecycle.models.conditional import (ConditionalPatchDiscriminator, ConditionalResnetGenerator,
                                           concat_condition, tile_condition)
-from facecycle.training.checkpoint import list_checkpoints, load_file
+from facecycle.runtime.checkpoints import list_checkpoints, load_file
 
 TINY = ["--size", "32", "--quiet", "--set", "model.gen_width=8", "--set", "model.disc_width=8",
         "--set", "model.gen_blocks=1", "--set", "train.log_every=1", "--batch-size", "2"]

@@ -16,7 +16,7 @@ import torch
 
 from conftest import facecycle_cmd, write_blobs
 from facecycle.config import Config
-from facecycle.training.checkpoint import list_checkpoints, load_file
+from facecycle.runtime.checkpoints import list_checkpoints, load_file
 from facecycle.training.trainer import CycleGANTrainer
 
 WORKER = r'''

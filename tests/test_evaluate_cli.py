@@ -7,7 +7,7 @@ import subprocess
 
 from conftest import facecycle_cmd
 from test_cli_core import train
-from facecycle.training.checkpoint import load_file
+from facecycle.runtime.checkpoints import load_file
 
 
 def test_training_evaluates_and_keeps_best_checkpoint(blob_domains, tmp_path, cli_env) -> None:
@@ -33,6 +33,25 @@ def test_score_directions() -> None:
     assert higher_is_better("ab/expression_target_rate") and higher_is_better("ab/identity_same_rate")
     assert not higher_is_better("ab/kid_x100") and not higher_is_better("ab/fid")
     assert not higher_is_better("ab/lpips_input_output") and not higher_is_better("ab/identity_distance")
+
+
+def test_every_reported_score_declares_its_direction() -> None:
+    import pytest
+    import torch
+
+    from facecycle.errors import FacecycleError
+    from facecycle.evaluation.metrics import evaluate_translations, higher_is_better, score_direction
+
+    torch.manual_seed(0)
+    x, y, r = (torch.rand(2, 3, 32, 32) * 2 - 1 for _ in range(3))
+    result = evaluate_translations(x, y, reconstructions=r, metrics=("ssim", "ms_ssim", "psnr"))
+    assert set(result["metrics"]) == {"ssim_input_output", "ssim_cycle", "ms_ssim_input_output", "ms_ssim_cycle",
+                                      "psnr_cycle"}
+    assert all(score_direction(f"ab/{name}") is True for name in result["metrics"])
+    assert higher_is_better("ab/au_change_relevant") and higher_is_better("ba/au_change_AU12")
+    assert score_direction("ab/no_such_score") is None
+    with pytest.raises(FacecycleError, match="no_such_score"):
+        higher_is_better("ab/no_such_score")
 
 
 def test_evaluate_writes_metrics_and_report(blob_domains, tmp_path, cli_env) -> None:

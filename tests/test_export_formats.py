@@ -77,7 +77,7 @@ def test_metadata_round_trip(exports: dict[str, Path], run_dir: Path) -> None:
     from facecycle.config import Config
     from facecycle.inference.export import quiet_torchscript
     from facecycle.inference.exported import read_metadata
-    from facecycle.training.checkpoint import load_latest
+    from facecycle.runtime.checkpoints import load_latest
 
     _, state = load_latest(run_dir)
     for fmt, path in exports.items():

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from conftest import facecycle_cmd
-from facecycle.training.checkpoint import list_checkpoints, load_file
+from facecycle.runtime.checkpoints import list_checkpoints, load_file
 
 TINY = ["--size", "32", "--quiet", "--set", "model.gen_width=8", "--set", "model.disc_width=8",
         "--set", "model.gen_blocks=2", "--set", "train.log_every=1"]

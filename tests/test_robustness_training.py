@@ -73,7 +73,7 @@ def test_divergence_before_any_checkpoint_says_so(blob_domains, tmp_path: Path, 
 def test_non_finite_weights_are_never_saved(tmp_path: Path) -> None:
     """B16: a checkpoint with inf weights is refused and the good ones stay."""
     from facecycle.errors import TrainingDiverged
-    from facecycle.training import checkpoint as ckpt
+    from facecycle.runtime import checkpoints as ckpt
 
     good = {"format": 1, "config": {}, "nets": {"G_ab": {"w": torch.ones(3)}}}
     ckpt.save_checkpoint(tmp_path, 1, good, keep=1)
@@ -87,7 +87,7 @@ def test_disk_full_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     """B4: a write that fails says how much space is left and that the previous files are intact.
     /dev/full is a real device that fails every write with ENOSPC."""
     from facecycle.errors import CheckpointError
-    from facecycle.training import checkpoint as ckpt
+    from facecycle.runtime import checkpoints as ckpt
 
     if not Path("/dev/full").exists():
         pytest.skip("/dev/full is not available on this system")

@@ -12,7 +12,7 @@ import torch
 
 from conftest import write_blobs
 from facecycle.config import Config
-from facecycle.training import checkpoint as ckpt
+from facecycle.runtime import checkpoints as ckpt
 from facecycle.training.trainer import CycleGANTrainer, TrainingDiverged
 
 

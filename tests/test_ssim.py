@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from facecycle.losses.ssim import effective_window, ms_ssim, ms_ssim_scales, psnr, ssim
+from facecycle.ops.ssim import effective_window, ms_ssim, ms_ssim_scales, psnr, ssim
 
 
 def _smooth_images(n: int = 3, c: int = 3, size: int = 64, seed: int = 0) -> torch.Tensor:

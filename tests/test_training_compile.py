@@ -11,7 +11,7 @@ import torch
 
 from facecycle.config import Config
 from facecycle.errors import ConfigError
-from facecycle.training import checkpoint as ckpt
+from facecycle.runtime import checkpoints as ckpt
 from facecycle.training.compile import compile_decision
 from facecycle.training.trainer import CycleGANTrainer
 from test_speed_trainer import data, tiny  # noqa: F401  (fixture)

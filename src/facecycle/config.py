@@ -130,7 +130,7 @@ class TrainConfig:
     eval_images: int = 32  # images per domain in the held-out sample
     eval_data_a: Optional[str] = None  # held-out folders (default: evenly spaced images of the training folders)
     eval_data_b: Optional[str] = None
-    best_metric: str = "ab/kid_x100"  # keep checkpoints/best.pt by this score (direction: evaluation.metrics.higher_is_better)
+    best_metric: str = "ab/kid_x100"  # keep checkpoints/best.pt by this score (direction: declared in evaluation.metrics.REGISTRY)
     mode: str = "cyclegan"  # cyclegan (two domains, data_a/data_b) | conditional (data.images + data.labels)
 
     def __post_init__(self) -> None:

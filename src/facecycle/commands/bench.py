@@ -233,7 +233,7 @@ def _bench_infer(spec: dict[str, Any], result: dict[str, Any]) -> None:
     import torch
 
     from facecycle.models.build import build_generator
-    from facecycle.training.device import resolve_device
+    from facecycle.runtime.device import resolve_device
 
     config = _config(spec)
     device = resolve_device(config.train.device)
@@ -272,7 +272,7 @@ def _bench_loader(spec: dict[str, Any], result: dict[str, Any]) -> None:
     from facecycle.data.cache import CachedBatches, CachedDomain
     from facecycle.data.transforms import TransformSpec
     from facecycle.data.unpaired import Domain, UnpairedDataset, UnpairedSampler
-    from facecycle.training.device import resolve_device
+    from facecycle.runtime.device import resolve_device
 
     size, batch = spec["size"], spec["batch_size"]
     load = max(size, round(size * 286 / 256))

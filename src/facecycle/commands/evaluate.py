@@ -75,8 +75,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data_a: str | Path, data_b: str 
     from facecycle.evaluation.report import write_index, write_report
     from facecycle.inference.loading import load_generator
     from facecycle.inference.translate import translate_tensor
-    from facecycle.training.checkpoint import resolve_checkpoint
-    from facecycle.training.device import resolve_device
+    from facecycle.runtime.checkpoints import resolve_checkpoint
+    from facecycle.runtime.device import resolve_device
 
     metrics = check_metric_names(metrics)
     dev = resolve_device(device)

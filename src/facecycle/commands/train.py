@@ -93,7 +93,7 @@ def _merge(base: dict, top: dict) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from facecycle.errors import ConfigError
-    from facecycle.training import checkpoint as ckpt
+    from facecycle.runtime import checkpoints as ckpt
 
     config = resolve_train_config(args)
     if args.dry_run:
@@ -139,7 +139,6 @@ def attach_evaluator(trainer) -> None:
     if not t.eval_every:
         return
     from facecycle.evaluation.held_out import load_sample
-    from facecycle.evaluation.metrics import higher_is_better
     from facecycle.evaluation.periodic import PeriodicEvaluator
 
     d = trainer.config.data
@@ -149,13 +148,13 @@ def attach_evaluator(trainer) -> None:
     held_b = load_sample(t.eval_data_b or d.data_b, t.eval_images, d.crop_size, d.channels, "held-out B folder")[0]
     metrics = [m.strip() for m in t.eval_metrics.split(",") if m.strip()]
     trainer.evaluator = PeriodicEvaluator(held_a, held_b, metrics=metrics)
-    trainer.score_higher_is_better = higher_is_better
+    trainer.score_higher_is_better = trainer.evaluator.higher_is_better
 
 
 def run_conditional(args: argparse.Namespace, config, run_dir: Path) -> int:
     """Conditional mode (train.mode=conditional): one generator G(x, c), one critic with a condition head."""
     from facecycle.errors import ConfigError
-    from facecycle.training import checkpoint as ckpt
+    from facecycle.runtime import checkpoints as ckpt
     from facecycle.training.conditional import ConditionalTrainer
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     apply_trust_torchscript(args)
     from facecycle.inference.loading import load_generator
     from facecycle.inference.translate import translate_folder
-    from facecycle.training.device import resolve_device
+    from facecycle.runtime.device import resolve_device
 
     from facecycle.errors import ConfigError
 

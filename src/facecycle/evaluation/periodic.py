@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from facecycle.evaluation.metrics import check_metric_names, evaluate_translations
+from facecycle.evaluation.metrics import check_metric_names, evaluate_translations, higher_is_better
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,11 @@ class PeriodicEvaluator:
                 if value is not None:
                     scores[f"{direction}/{key}"] = float(value)
         return scores
+
+    @staticmethod
+    def higher_is_better(score: str) -> bool:
+        """Direction of one of this evaluator's scores ("ab/psnr_cycle" -> True), as its metric declares it."""
+        return higher_is_better(score)
 
     def __call__(self, G_ab: nn.Module, G_ba: nn.Module) -> dict[str, float] | None:
         try:

@@ -4,7 +4,8 @@
                  "reconstruction": rec_a}, stats_path="runs/x/stats.jsonl")
 
 The HTML shows, in order: warnings (small samples etc.), a metric table with the number
-of images behind each value, a sample grid (one row per image, one column per role) and
+of images behind each value and which way is better (as `facecycle.evaluation.metrics.REGISTRY`
+declares it), a sample grid (one row per image, one column per role) and
 the loss curves of the run (every numeric key of `stats.jsonl` starting with "loss",
 against "step"). Images are PNG files next to the HTML.
 """
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 
 from facecycle.data.images import make_grid
 from facecycle.errors import require
+from facecycle.evaluation.metrics import score_direction
 
 MAX_GRID_ROWS = 8
 
@@ -104,6 +106,12 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
+def _better(score: str) -> str:
+    """"higher" or "lower" for a reported score; empty when no metric declares it."""
+    higher = score_direction(score)
+    return "" if higher is None else "higher" if higher else "lower"
+
+
 def write_report(
     out_dir: str | os.PathLike[str],
     result: Mapping[str, Any],
@@ -138,9 +146,10 @@ def write_report(
     parts.append("<section id='metrics'><h2>Metrics</h2>")
     if counts:
         parts.append("<p>Images: " + ", ".join(f"{html.escape(k)} {_fmt(v)}" for k, v in counts.items()) + "</p>")
-    parts.append("<table><tr><th>metric</th><th>value</th><th>samples</th></tr>")
-    parts += [f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td><td>{_fmt(sample_counts.get(k))}</td></tr>" for k, v in metrics.items()]
-    parts += [f"<tr><td>{html.escape(k)}</td><td>unavailable</td><td>{html.escape(str(why))}</td></tr>"
+    parts.append("<table><tr><th>metric</th><th>value</th><th>samples</th><th>better</th></tr>")
+    parts += [f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td><td>{_fmt(sample_counts.get(k))}</td><td>{_better(k)}</td></tr>"
+              for k, v in metrics.items()]
+    parts += [f"<tr><td>{html.escape(k)}</td><td>unavailable</td><td>{html.escape(str(why))}</td><td></td></tr>"
               for k, why in result.get("unavailable", {}).items()]
     parts.append("</table></section>")
 
@@ -189,7 +198,7 @@ def write_index(out_dir: str | os.PathLike[str], results: Mapping[str, Mapping[s
     parts.append("<section id='warnings'><h2>Warnings</h2>")
     parts += [f"<p class='warn'>{html.escape(d)}: {html.escape(w)}</p>" for d, w in warnings] or ["<p>None.</p>"]
     parts.append("</section><section id='metrics'><h2>Metrics</h2><table><tr><th>metric</th>"
-                 + "".join(f"<th>{html.escape(d)}</th>" for d in directions) + "</tr>")
+                 + "".join(f"<th>{html.escape(d)}</th>" for d in directions) + "<th>better</th></tr>")
     for name in names:
         cells = []
         for result in results.values():
@@ -199,7 +208,8 @@ def write_index(out_dir: str | os.PathLike[str], results: Mapping[str, Mapping[s
                 cells.append("unavailable: " + html.escape(str(result["unavailable"][name])))
             else:
                 cells.append("")
-        parts.append(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        parts.append(f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{c}</td>" for c in cells)
+                     + f"<td>{_better(name)}</td></tr>")
     parts.append("</table></section><section id='samples'><h2>Samples</h2>")
     for direction in directions:
         if (out / direction / "samples.png").is_file():

@@ -189,7 +189,7 @@ def _translate(opts: FaceoffOptions, checkpoint: str, direction: str, source: Pa
     from facecycle.inference.faces import crop_translator
     from facecycle.inference.loading import load_generator
     from facecycle.inference.translate import default_work_size
-    from facecycle.training.device import resolve_device
+    from facecycle.runtime.device import resolve_device
 
     generator = load_generator(checkpoint, direction, resolve_device(opts.device))
     # As `translate --faces`: attention models compose at up to 256 px, so unmasked pixels stay sharp.

@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from facecycle.training import checkpoint as ckpt
+from facecycle.runtime import checkpoints as ckpt
 
 
 def train_run(data_root: Path, run_dir: Path, *, config: str, steps: int | None, minutes: float | None,

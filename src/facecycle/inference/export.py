@@ -25,35 +25,24 @@ File names: facecycle recognises exports by suffix: ``.onnx``, ``.ts`` / ``.torc
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch import nn
 
 from facecycle import __version__
 from facecycle.errors import ConfigError, FacecycleError, require
-from facecycle.inference.loading import LoadedGenerator
-from facecycle.inference.translate import MIN_SIDE  # smallest H or W a generator handles
+from facecycle.inference.formats import (EXPORT_FORMAT, FORMATS, INPUT_NAME, METADATA_FILE, MIN_SIDE, OUTPUT_NAME,
+                                         SUFFIX_TO_FORMAT, quiet_torchscript)
+from facecycle.inference.generator import LoadedGenerator
 from facecycle.inference.trust import remember_export
 
-EXPORT_FORMAT = "facecycle-generator/1"
-METADATA_FILE = "facecycle.json"  # TorchScript extra file holding the metadata
-INPUT_NAME, OUTPUT_NAME = "image", "translated"
 DEFAULT_OPSET = 17
-
-# format -> accepted suffixes (first one is the default)
-FORMATS: dict[str, tuple[str, ...]] = {
-    "onnx": (".onnx",),
-    "torchscript": (".ts", ".torchscript"),
-    "safetensors": (".safetensors",),
-}
-SUFFIX_TO_FORMAT = {suffix: fmt for fmt, suffixes in FORMATS.items() for suffix in suffixes}
 
 
 class ExportError(FacecycleError):
@@ -155,18 +144,6 @@ def export_generator(generator: LoadedGenerator, output: str | Path, fmt: str | 
     finally:
         tmp.unlink(missing_ok=True)
     return path
-
-
-@contextlib.contextmanager
-def quiet_torchscript() -> Iterator[None]:
-    """Silence torch's "torch.jit is deprecated" notices and tracer notes: TorchScript is still the
-    format C++ and mobile runtimes load, and the notices are nothing a facecycle user can act on."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*torch\.jit")
-        # The generators' reflection pads check sizes in Python; the checks hold for any input
-        # PadToMultiple produces, so the tracer's "might be incorrect" warnings are noise here.
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        yield
 
 
 def _cpu_copy(generator: LoadedGenerator) -> nn.Module:

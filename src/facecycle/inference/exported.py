@@ -1,7 +1,7 @@
 """Load exported generators (ONNX, TorchScript, safetensors) as `LoadedGenerator`s.
 
-Importing this module registers the loaders in `facecycle.inference.loading.LOADERS` by
-suffix (``.onnx``, ``.ts``, ``.torchscript``, ``.safetensors``), so ``facecycle translate``,
+`LOADERS` maps each export suffix (``.onnx``, ``.ts``, ``.torchscript``, ``.safetensors``) to its
+loader; `facecycle.inference.loading.load_generator` looks files up there, so ``facecycle translate``,
 ``facecycle serve`` and ``Translator`` accept an exported file wherever they accept a checkpoint.
 """
 
@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from facecycle.errors import CheckpointError, require
-from facecycle.inference.export import EXPORT_FORMAT, METADATA_FILE, SUFFIX_TO_FORMAT, quiet_torchscript
-from facecycle.inference.loading import LOADERS, LoadedGenerator, generator_from_state
+from facecycle.inference.formats import EXPORT_FORMAT, METADATA_FILE, SUFFIX_TO_FORMAT, quiet_torchscript
+from facecycle.inference.generator import LoadedGenerator, generator_from_state
 from facecycle.inference.trust import refusal, torchscript_trusted
 
 _REQUIRED = ("format", "direction", "channels", "size_multiple", "crop_size", "config")
@@ -150,10 +150,7 @@ def load_safetensors(path: Path, direction: str, device: torch.device) -> Loaded
     return generator_from_state(parse_config(meta), state, direction, path, step, device)
 
 
-def register() -> None:
-    """Put the export loaders into `LOADERS` (idempotent)."""
-    LOADERS.update({".onnx": load_onnx, ".ts": load_torchscript, ".torchscript": load_torchscript,
-                    ".safetensors": load_safetensors})
-
-
-register()
+# Export loaders by file suffix: (path, direction, device) -> LoadedGenerator.
+LOADERS: dict[str, Callable[[Path, str, torch.device], LoadedGenerator]] = {
+    ".onnx": load_onnx, ".ts": load_torchscript, ".torchscript": load_torchscript, ".safetensors": load_safetensors,
+}

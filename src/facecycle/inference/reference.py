@@ -294,8 +294,8 @@ def write_imported_model(out_dir: str | Path, files: Mapping[str, str | Path], c
 
     from facecycle import __version__
     from facecycle.inference.loading import DIRECTIONS
-    from facecycle.training import checkpoint as ckpt
-    from facecycle.training.trainer import CHECKPOINT_FORMAT
+    from facecycle.runtime import checkpoints as ckpt
+    from facecycle.runtime.checkpoints import CHECKPOINT_FORMAT
 
     if not files:
         raise ConfigError("nothing to import: give the A->B generator (G_A), the B->A one (G_B), or both")

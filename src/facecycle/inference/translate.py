@@ -15,10 +15,9 @@ from PIL import Image
 
 from facecycle.data.images import list_images, load_image, pil_to_tensor, tensor_to_pil
 from facecycle.errors import DataError
-from facecycle.inference.loading import LoadedGenerator
+from facecycle.inference.formats import MIN_SIDE
+from facecycle.inference.generator import LoadedGenerator
 from facecycle.models.attention import compose, is_attention
-
-MIN_SIDE = 8  # smaller images fail inside the generators' own reflection pads
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:

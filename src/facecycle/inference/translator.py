@@ -27,7 +27,8 @@ from facecycle.data.images import load_image, pil_to_tensor, tensor_to_pil, to_m
 from facecycle.errors import CheckpointError, ConfigError, DataError
 from facecycle.inference.loading import (DIRECTIONS, LoadedGenerator, check_direction, generator_from_state,
                                          load_generator)
-from facecycle.inference.translate import MIN_SIDE, translate_image, translate_tensor
+from facecycle.inference.formats import MIN_SIDE, SUFFIX_TO_FORMAT
+from facecycle.inference.translate import translate_image, translate_tensor
 
 ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
 
@@ -75,9 +76,8 @@ class Translator:
 
     @classmethod
     def _load(cls, path: str | Path, device: str | torch.device | None, direction: str | None) -> "Translator":
-        from facecycle.inference.export import SUFFIX_TO_FORMAT
-        from facecycle.training.checkpoint import load_file, resolve_checkpoint
-        from facecycle.training.device import resolve_device
+        from facecycle.runtime.checkpoints import load_file, resolve_checkpoint
+        from facecycle.runtime.device import resolve_device
 
         if direction is not None:
             check_direction(direction)

@@ -47,7 +47,7 @@ def cycle_term(
     total = pixel
     terms["l1"] = pixel.detach()
     if weights.ssim > 0 or weights.ms_ssim > 0:
-        from facecycle.losses import ssim as ssim_mod
+        from facecycle.ops import ssim as ssim_mod
 
         if weights.ssim > 0:
             s = ssim_mod.ssim(rec.float(), real.float()).mean()

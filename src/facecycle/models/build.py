@@ -1,4 +1,6 @@
-"""The one place that turns a Config into network constructor calls."""
+"""The one place that turns a Config into network constructor calls (two-domain and conditional nets).
+
+The network modules register their classes by name and never see a Config; only this module does."""
 
 from __future__ import annotations
 
@@ -65,5 +67,30 @@ def build_discriminator(config: Config, in_channels: int | None = None) -> nn.Mo
             f"{m.disc_layers}/{m.disc_layers_2} layers: it needs at least {net.min_size} px; "
             "raise the size or lower model.disc_layers"
         )
+    init_weights(net)
+    return net
+
+
+def build_conditional_generator(config: Config) -> nn.Module:
+    """A freshly initialised conditional generator as `config` describes (model.condition_dim must be set)."""
+    m = config.model
+    net = GENERATORS.get(m.generator)(
+        in_channels=config.data.channels, out_channels=config.data.channels, condition_dim=m.condition_dim,
+        width=m.gen_width, blocks=m.gen_blocks, norm=m.norm, dropout=m.gen_dropout, attention=m.gen_attention,
+        condition_at=m.condition_at, attention_mask=m.attention_mask)
+    init_weights(net)
+    return net
+
+
+def build_conditional_discriminator(config: Config) -> nn.Module:
+    """A freshly initialised conditional critic (with its condition head) as `config` describes."""
+    from facecycle.errors import ConfigError
+    m = config.model
+    net = DISCRIMINATORS.get(m.discriminator)(
+        in_channels=config.data.channels, condition_dim=m.condition_dim, width=m.disc_width, layers=m.disc_layers,
+        norm=m.norm, spectral_norm=m.spectral_norm)
+    if config.data.crop_size < net.min_size:
+        raise ConfigError(f"data.crop_size {config.data.crop_size} is too small for a {m.disc_layers}-layer "
+                          f"critic: it needs at least {net.min_size} px; raise the size or lower model.disc_layers")
     init_weights(net)
     return net

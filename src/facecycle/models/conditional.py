@@ -9,8 +9,6 @@ the bottleneck *and* adding one more conv layer was what made AUs change realist
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
@@ -18,9 +16,6 @@ from facecycle.models.discriminators import PatchDiscriminator, min_input_size
 from facecycle.models.generators import ResidualBlock
 from facecycle.models.layers import SelfAttention, conv_bias, norm_layer
 from facecycle.models.registry import DISCRIMINATORS, GENERATORS
-
-if TYPE_CHECKING:
-    from facecycle.config import Config
 
 CONDITION_AT = ("input", "bottleneck", "both")
 
@@ -143,31 +138,3 @@ class ConditionalPatchDiscriminator(nn.Module):
     def realness(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Only the adversarial output (what `gradient_penalty` differentiates)."""
         return self.forward(x)[0]
-
-
-def build_conditional_generator(config: "Config") -> nn.Module:
-    """A freshly initialised conditional generator as `config` describes (model.condition_dim must be set)."""
-    from facecycle.models.layers import init_weights
-
-    m = config.model
-    net = GENERATORS.get(m.generator)(
-        in_channels=config.data.channels, out_channels=config.data.channels, condition_dim=m.condition_dim,
-        width=m.gen_width, blocks=m.gen_blocks, norm=m.norm, dropout=m.gen_dropout, attention=m.gen_attention,
-        condition_at=m.condition_at, attention_mask=m.attention_mask)
-    init_weights(net)
-    return net
-
-
-def build_conditional_discriminator(config: "Config") -> nn.Module:
-    from facecycle.errors import ConfigError
-    from facecycle.models.layers import init_weights
-
-    m = config.model
-    net = DISCRIMINATORS.get(m.discriminator)(
-        in_channels=config.data.channels, condition_dim=m.condition_dim, width=m.disc_width, layers=m.disc_layers,
-        norm=m.norm, spectral_norm=m.spectral_norm)
-    if config.data.crop_size < net.min_size:
-        raise ConfigError(f"data.crop_size {config.data.crop_size} is too small for a {m.disc_layers}-layer "
-                          f"critic: it needs at least {net.min_size} px; raise the size or lower model.disc_layers")
-    init_weights(net)
-    return net

@@ -41,10 +41,11 @@ from facecycle.errors import CheckpointError, ConfigError, DataError
 from facecycle.losses import GAN_LOSSES, gradient_penalty
 from facecycle.losses.conditional import (ConditionalWeights, critic_objective, flipped_targets,
                                           generator_objective, sample_targets)
-from facecycle.models.conditional import build_conditional_discriminator, build_conditional_generator
-from facecycle.training import checkpoint as ckpt
-from facecycle.training.device import autocast, resolve_device, with_resolved_precision
+from facecycle.models.build import build_conditional_discriminator, build_conditional_generator
+from facecycle.runtime import checkpoints as ckpt
+from facecycle.runtime.device import autocast, resolve_device, with_resolved_precision
 from facecycle.training.logging import RunLogger, scalars
+from facecycle.training.rng import capture_rng, restore_rng
 from facecycle.training.schedule import LinearDecaySchedule
 from facecycle.training.trainer import StopSignals, TrainingDiverged, architecture_mismatches, set_requires_grad
 
@@ -179,7 +180,7 @@ class ConditionalTrainer:
             "nets": {name: net.state_dict() for name, net in self.nets.items()},
             "optimizers": {"G": self.opt_G.state_dict(), "D": self.opt_D.state_dict()},
             "schedules": {"G": self.sched_G.state_dict(), "D": self.sched_D.state_dict()},
-            "rng": ckpt.capture_rng(),
+            "rng": capture_rng(),
             "counters": {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch},
         }
 
@@ -209,7 +210,7 @@ class ConditionalTrainer:
         counters = state["counters"]
         self.step, self.epoch = int(counters["step"]), int(counters["epoch"])
         self.batch_in_epoch = int(counters["batch_in_epoch"])
-        ckpt.restore_rng(state["rng"])
+        restore_rng(state["rng"])
 
     def save(self) -> Path:
         return ckpt.save_checkpoint(self.run_dir, self.step, self.state_dict(), self.config.train.keep_checkpoints)

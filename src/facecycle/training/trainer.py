@@ -51,15 +51,16 @@ from facecycle.losses import GAN_LOSSES, gradient_penalty
 from facecycle.losses.attention import MaskWeights, mask_regularizer
 from facecycle.losses.cyclegan import CycleWeights, discriminator_objective, generator_objective
 from facecycle.models.build import build_discriminator, build_generator
-from facecycle.training import checkpoint as ckpt
+from facecycle.runtime import checkpoints as ckpt
+from facecycle.runtime.checkpoints import CHECKPOINT_FORMAT
+from facecycle.runtime.device import autocast, resolve_device, with_resolved_precision
 from facecycle.training import distributed as fdist
 from facecycle.training.compile import compiled, resolve_compile
-from facecycle.training.device import autocast, resolve_device, with_resolved_precision
 from facecycle.training.logging import RunLogger, scalars
 from facecycle.training.pool import ImagePool
+from facecycle.training.rng import capture_rng, restore_rng
 from facecycle.training.schedule import LinearDecaySchedule
 
-CHECKPOINT_FORMAT = 1
 # Settings a checkpoint's weights depend on: changing any of them on resume is an error.
 ARCHITECTURE_KEYS = [("data", "channels")] + [("model", k) for k in (
     "generator", "gen_width", "gen_blocks", "gen_depth", "gen_attention", "gen_upsample", "attention_mask", "norm",
@@ -229,7 +230,7 @@ class CycleGANTrainer:
             "schedules": {"G": self.sched_G.state_dict(), "D": self.sched_D.state_dict()},
             "pools": {"a": self.pool_a.state_dict(), "b": self.pool_b.state_dict()},
             "scaler": self.scaler.state_dict(),
-            "rng": ckpt.capture_rng(),
+            "rng": capture_rng(),
             "counters": {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                          "world_size": self.world_size,
                          # global data positions consumed in this epoch (all ranks together)
@@ -265,7 +266,7 @@ class CycleGANTrainer:
         else:
             self.batch_in_epoch = int(positions) // (self.world_size * self.config.train.batch_size)
         self.best = dict(state.get("best", {}))
-        ckpt.restore_rng(state["rng"])
+        restore_rng(state["rng"])
         if self.rank:
             torch.manual_seed(self.config.train.seed + self.rank + self.step)
 

@@ -1,7 +1,7 @@
 """Differentiable SSIM, MS-SSIM and PSNR for image batches.
 
-Used twice: as a cycle-consistency loss term (`1 - ssim(rec, real)`) by the trainer, and as a
-reconstruction metric by `facecycle.evaluation`. All functions take `(N, C, H, W)` float
+Used twice: as a cycle-consistency loss term (`1 - ssim(rec, real)`) by `facecycle.losses`, and as a
+reconstruction metric by `facecycle.evaluation`, which is why it lives below both. All functions take `(N, C, H, W)` float
 tensors (any float dtype; computed in float32) in `[-1, 1]` by default, so the default
 `data_range` is 2.0, and return one value per image, shape `(N,)`.
 

@@ -1,4 +1,4 @@
-"""Checkpoints: plain tensors and builtins only, written atomically, loaded without unpickling code.
+"""Checkpoint files: plain tensors and builtins only, written atomically, loaded without unpickling code.
 
 Layout: `RUN/checkpoints/step_00001200.pt`. A write goes to a temporary file in the same
 folder, is fsynced, then renamed over the final name, so a process killed at any moment
@@ -9,7 +9,6 @@ uses `torch.load(weights_only=True)`, which refuses anything but tensors and pla
 from __future__ import annotations
 
 import os
-import random
 import re
 import shutil
 import tempfile
@@ -17,16 +16,18 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from facecycle.errors import CheckpointError, TrainingDiverged
 
+# The version of the checkpoint layout written by `facecycle train` and `facecycle import-reference`.
+CHECKPOINT_FORMAT = 1
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
+    """Where the checkpoint of `step` lives in a run directory."""
     return run_dir / CHECKPOINT_DIR / f"step_{step:08d}.pt"
 
 
@@ -106,6 +107,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int) 
 
 
 def load_file(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and validate one facecycle checkpoint file (tensors and builtins only)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -154,33 +156,3 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if not p.exists():
         raise CheckpointError(f"checkpoint or run directory not found: {p}")
     return p
-
-
-# ---- random number generator states --------------------------------------------------------
-
-
-def capture_rng() -> dict[str, Any]:
-    """Python, NumPy and torch (CPU + CUDA) generator states as tensors/builtins."""
-    version, internal, _ = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": torch.tensor(internal, dtype=torch.int64),
-        "python_version": version,
-        "numpy_keys": torch.from_numpy(np_keys.astype(np.int64)),
-        "numpy_pos": int(np_pos),
-        "numpy_gauss": [int(np_has_gauss), float(np_gauss)],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict[str, Any]) -> None:
-    random.setstate((int(state["python_version"]), tuple(int(v) for v in state["python"].tolist()), None))
-    has_gauss, gauss = state["numpy_gauss"]
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), int(state["numpy_pos"]),
-                         int(has_gauss), float(gauss)))
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
