@@ -420,6 +420,17 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return out
 
 
+def _merge_sections(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `top`'s keys laid over it, section by section (neither is modified)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for section, values in top.items():
+        if isinstance(values, dict):
+            out.setdefault(section, {}).update(values)
+        else:
+            out[section] = values
+    return out
+
+
 def set_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """Set dotted keys whose value is not None (CLI convenience flags)."""
     return apply_overrides(raw, [f"{k}={_yaml_scalar(v)}" for k, v in values.items() if v is not None])
@@ -430,10 +441,14 @@ def _yaml_scalar(value: Any) -> str:
 
 
 def resolve(
-    preset: str | Path | None = None, overrides: list[str] | None = None, flags: dict[str, Any] | None = None
+    preset: str | Path | None = None, overrides: list[str] | None = None, flags: dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None,
 ) -> Config:
-    """Defaults < preset YAML < flags < overrides, validated."""
-    raw = load_yaml(preset) if preset else {}
+    """Defaults < base < preset YAML < flags < overrides, validated: the one place that orders them.
+
+    base: a raw config that comes before the preset, e.g. a run's stored config.yaml on --resume
+    (a preset given then changes only the sections/keys it names)."""
+    raw = _merge_sections(base or {}, load_yaml(preset) if preset else {})
     raw = set_values(raw, flags or {})
     raw = apply_overrides(raw, overrides or [])
     return Config.from_dict(raw).validate()

@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def resolve_train_config(args: argparse.Namespace):
     """Config for this invocation; with --resume the run's stored config is the base."""
-    from facecycle.config import Config, apply_overrides, load_yaml, set_values
+    from facecycle.config import load_yaml, resolve
     from facecycle.errors import ConfigError
 
     run_dir = Path(args.run_dir)
@@ -52,18 +52,13 @@ def resolve_train_config(args: argparse.Namespace):
     if args.size is not None:
         flags["data.crop_size"] = args.size
         flags["data.load_size"] = max(args.size, round(args.size * 286 / 256))
+    base = None
     if args.resume:
         stored = run_dir / RUN_CONFIG
         if not stored.is_file():
             raise ConfigError(f"--resume: {stored} not found; is {run_dir} a facecycle run directory?")
-        raw = load_yaml(stored)
-        if args.config:
-            raw = _merge(raw, load_yaml(args.config))
-    else:
-        raw = load_yaml(args.config) if args.config else {}
-    raw = set_values(raw, flags)
-    raw = apply_overrides(raw, args.overrides)
-    return Config.from_dict(raw).validate()
+        base = load_yaml(stored)
+    return resolve(args.config, overrides=args.overrides, flags=flags, base=base)
 
 
 def dataroot_flags(args: argparse.Namespace) -> dict:
@@ -79,16 +74,6 @@ def dataroot_flags(args: argparse.Namespace) -> dict:
     args.data_a, args.data_b = reference_folders(args.dataroot, "train")
     test_a, test_b = reference_folders(args.dataroot, "test")
     return {"train.eval_data_a": test_a, "train.eval_data_b": test_b} if Path(test_a).is_dir() and Path(test_b).is_dir() else {}
-
-
-def _merge(base: dict, top: dict) -> dict:
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
-    for section, values in top.items():
-        if isinstance(values, dict):
-            out.setdefault(section, {}).update(values)
-        else:
-            out[section] = values
-    return out
 
 
 def run(args: argparse.Namespace) -> int:
