@@ -420,6 +420,13 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return out
 
 
+def size_flags(size: int | None) -> dict[str, int]:
+    """`--size N`: train on N x N crops of images resized to N * 286/256 (the reference's 286 -> 256)."""
+    if size is None:
+        return {}
+    return {"data.crop_size": size, "data.load_size": max(size, round(size * 286 / 256))}
+
+
 def _merge_sections(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     """`base` with `top`'s keys laid over it, section by section (neither is modified)."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-RUN_CONFIG = "config.yaml"
+from facecycle.runtime import RUN_CONFIG
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def resolve_train_config(args: argparse.Namespace):
     """Config for this invocation; with --resume the run's stored config is the base."""
-    from facecycle.config import load_yaml, resolve
+    from facecycle.config import load_yaml, resolve, size_flags
     from facecycle.errors import ConfigError
 
     run_dir = Path(args.run_dir)
@@ -49,9 +49,7 @@ def resolve_train_config(args: argparse.Namespace):
              "data.masks_b": args.masks_b, "data.images": args.data, "data.labels": args.labels,
              "train.steps": args.steps, "train.batch_size": args.batch_size,
              "train.device": args.device, **eval_flags}
-    if args.size is not None:
-        flags["data.crop_size"] = args.size
-        flags["data.load_size"] = max(args.size, round(args.size * 286 / 256))
+    flags.update(size_flags(args.size))
     base = None
     if args.resume:
         stored = run_dir / RUN_CONFIG

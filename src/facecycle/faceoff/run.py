@@ -176,7 +176,7 @@ def _train(opts: FaceoffOptions, out: Path, data_key: str, log: Log, reused: lis
 
 
 def _evaluate(opts: FaceoffOptions, checkpoint: str, out: Path, folder: Path) -> dict:
-    from facecycle.commands.evaluate import evaluate_checkpoint
+    from facecycle.inference.evaluate import evaluate_checkpoint
 
     results = evaluate_checkpoint(checkpoint, out / "data" / "testA", out / "data" / "testB", folder,
                                   ["a2b", "b2a"], opts.metrics, device=opts.device)

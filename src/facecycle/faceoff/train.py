@@ -7,10 +7,10 @@ command later continues from that checkpoint with the schedule unchanged.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
+from facecycle.runtime import RUN_CONFIG
 from facecycle.runtime import checkpoints as ckpt
 
 
@@ -21,16 +21,18 @@ def train_run(data_root: Path, run_dir: Path, *, config: str, steps: int | None,
     Returns {"step", "steps", "complete", "checkpoint", "resumed_from"}; `complete` is False
     when `minutes` ran out first (run the command again to continue).
     """
-    from facecycle.commands.train import RUN_CONFIG, resolve_train_config
+    from facecycle.config import load_yaml, resolve, size_flags
+    from facecycle.data.layout import reference_folders
     from facecycle.training.trainer import CycleGANTrainer
 
     resume = bool(ckpt.list_checkpoints(run_dir))
-    args = argparse.Namespace(
-        run_dir=str(run_dir), config=config, overrides=list(overrides), data_a=None, data_b=None,
-        dataroot=str(data_root), masks_a=None, masks_b=None, data=None, labels=None, steps=steps,
-        batch_size=None, device=device, size=size, resume=resume,
-    )
-    cfg = resolve_train_config(args)
+    (data_a, data_b), (test_a, test_b) = reference_folders(data_root, "train"), reference_folders(data_root, "test")
+    flags = {"data.data_a": data_a, "data.data_b": data_b, "train.steps": steps, "train.device": device,
+             **size_flags(size)}
+    if Path(test_a).is_dir() and Path(test_b).is_dir():
+        flags.update({"train.eval_data_a": test_a, "train.eval_data_b": test_b})
+    base = load_yaml(run_dir / RUN_CONFIG) if resume and (run_dir / RUN_CONFIG).is_file() else None
+    cfg = resolve(config, overrides=list(overrides), flags=flags, base=base)
     trainer = CycleGANTrainer(cfg, run_dir, progress=not quiet)
     resumed = trainer.resume() if resume else None
     if resumed is None:
