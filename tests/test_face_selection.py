@@ -11,7 +11,7 @@ pytest.importorskip("dlib")
 
 from facecycle.data.images import load_image  # noqa: E402
 from facecycle.faceoff.videos import PasteSettings, track_target  # noqa: E402
-from facecycle.faces.selection import reference_embedding  # noqa: E402
+from facecycle.inference.face_selection import reference_embedding  # noqa: E402
 
 from faceoff_clips import photo_frames, side_by_side, write_clip  # noqa: E402
 

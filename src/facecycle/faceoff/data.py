@@ -55,13 +55,13 @@ def crops(prepared: Path) -> list[Path]:
 
 def keep_reference_person(prepared: Path, reference: np.ndarray) -> list[Path]:
     """With several faces per frame (`all_faces`), keep in each frame only the crop nearest to
-    the reference person (identity embedding; see `facecycle.faces.selection` for why that is
-    allowed here and nowhere else in training). Frames whose best match is not the same person
+    the reference person (identity embedding; see `facecycle.inference.face_selection` for why
+    it is allowed here and nowhere else in training). Frames whose best match is not the same person
     by the embedding's threshold are dropped."""
     from PIL import Image
 
     from facecycle.evaluation.identity import SAME_PERSON_THRESHOLD
-    from facecycle.faces.selection import embed_chips
+    from facecycle.inference.face_selection import embed_chips
 
     frames: dict[str, list[Path]] = {}
     for crop in crops(prepared):

@@ -70,7 +70,7 @@ def run_faceoff(opts: FaceoffOptions, log: Log = print) -> dict:
     embeddings: dict[str, np.ndarray | None] = {"A": None, "B": None}
     for d, ref in references.items():
         if ref is not None:
-            from facecycle.faces.selection import reference_embedding
+            from facecycle.inference.face_selection import reference_embedding
 
             embeddings[d] = reference_embedding(ref)
     reused: list[str] = []

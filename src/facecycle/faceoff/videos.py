@@ -51,7 +51,7 @@ def frames_at(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
 def track_target(video: Path, settings: PasteSettings, reference: np.ndarray | None) -> dict:
     """Faces to replace in each frame of `video`: {"faces_per_frame", "interpolated", "selection",
     "tracks", "track_stats"} (the last three JSON-able)."""
-    from facecycle.faces.selection import sample_frames, select_track
+    from facecycle.inference.face_selection import sample_frames, select_track
     from facecycle.faces.tracking import detect_video, fill_gaps, link_tracks
 
     per_frame = detect_video(video, max_faces=settings.max_faces)

@@ -40,7 +40,7 @@ def translate_faces_in_paths(generator: LoadedGenerator, input_path: str | Path,
     mask, regions, feather, grow: paste mask (see `facecycle.faces.paste_masks`).
     temporal: video flicker reduction strength (see `facecycle.faces.temporal`).
     reference: photo of the one person to replace in videos (tracked, gaps up to `max_gap`
-    frames interpolated; see `facecycle.faces.selection`); photos still translate their
+    frames interpolated; see `facecycle.inference.face_selection`); photos still translate their
     largest `max_faces` faces.
 
     Crops are aligned at the model's training size (`generator.crop_size`) with `margin`, which
@@ -65,7 +65,7 @@ def translate_faces_in_paths(generator: LoadedGenerator, input_path: str | Path,
     paste = dict(mask=mask, regions=tuple(regions), feather=feather, grow=grow)
     embedding = None
     if reference is not None:
-        from facecycle.faces.selection import reference_embedding
+        from facecycle.inference.face_selection import reference_embedding
 
         embedding = reference_embedding(reference)
     # Attention models compose at full resolution, so their crops are aligned (and pasted back)
