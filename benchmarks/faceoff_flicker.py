@@ -51,7 +51,8 @@ def make_clip(data: Path, person: str, path: Path, photos: int = 4, seed: int = 
 def floor_rows(out: Path, clips: dict[str, Path]) -> list[str]:
     """Flicker of an identity paste-back (no generator) of each clip, at the model's paste size."""
     from facecycle.evaluation.flicker import video_flicker
-    from facecycle.faceoff.videos import PasteSettings, track_target
+    from facecycle.faces.paste_masks import PasteSettings
+    from facecycle.inference.face_selection import track_target
     from facecycle.faces.faceoff import translate_video
 
     rows = []

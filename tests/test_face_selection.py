@@ -10,8 +10,8 @@ pytest.importorskip("mediapipe")
 pytest.importorskip("dlib")
 
 from facecycle.data.images import load_image  # noqa: E402
-from facecycle.faceoff.videos import PasteSettings, track_target  # noqa: E402
-from facecycle.inference.face_selection import reference_embedding  # noqa: E402
+from facecycle.faces.paste_masks import PasteSettings  # noqa: E402
+from facecycle.inference.face_selection import reference_embedding, track_target  # noqa: E402
 
 from faceoff_clips import photo_frames, side_by_side, write_clip  # noqa: E402
 

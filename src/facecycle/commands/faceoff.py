@@ -59,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from facecycle.errors import ConfigError
     from facecycle.faceoff.run import FaceoffOptions, run_faceoff
-    from facecycle.faceoff.videos import PasteSettings
+    from facecycle.faces.paste_masks import PasteSettings
 
     if args.steps is not None and args.steps < 1:
         raise ConfigError("--steps must be at least 1")

@@ -23,7 +23,7 @@ from typing import Callable
 import numpy as np
 
 from facecycle.faceoff.stages import Stage
-from facecycle.faceoff.videos import PasteSettings
+from facecycle.faces.paste_masks import PasteSettings
 
 Log = Callable[[str], None]
 

@@ -1,79 +1,20 @@
 """Face-off translation stage: one input (video or photo folder) through one generator.
 
-For a video: detect every frame, link the faces into tracks, pick the person to replace
-(`--face-reference`, else the main person), fill that track's short detection gaps with
-interpolated landmarks, translate and paste it back frame by frame (audio kept), then
-measure the output's flicker against the input. Photo folders are translated photo by photo.
+For a video: `inference.face_selection.track_target` detects every frame, links the faces
+into tracks, picks the person to replace (`--face-reference`, else the main person) and fills
+that track's short detection gaps with interpolated landmarks; this stage then translates and
+pastes it back frame by frame (audio kept), and measures the output's flicker against the
+input. Photo folders are translated photo by photo.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from facecycle.errors import DataError
-from facecycle.faces.paste_masks import DEFAULT_REGIONS
-
-
-@dataclass(frozen=True)
-class PasteSettings:
-    """Paste-back and video settings shared by both directions (JSON-able: they key the stage)."""
-
-    color_match: str = "lab"
-    mask: str = "face"
-    regions: tuple[str, ...] = DEFAULT_REGIONS
-    feather: float = 0.04
-    grow: float = 0.03
-    smooth: float = 0.6
-    temporal: float = 0.0
-    max_gap: int = 5
-    max_faces: int = 4
-    margin: float = 0.25
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def frames_at(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
-    """{index: (H, W, 3) uint8 RGB} of the wanted decoded frames of a video."""
-    from facecycle.faces.video import iter_frames
-
-    out = {}
-    for index, _, rgb in iter_frames(path):
-        if index in wanted:
-            out[index] = rgb
-    return out
-
-
-def track_target(video: Path, settings: PasteSettings, reference: np.ndarray | None) -> dict:
-    """Faces to replace in each frame of `video`: {"faces_per_frame", "interpolated", "selection",
-    "tracks", "track_stats"} (the last three JSON-able)."""
-    from facecycle.inference.face_selection import sample_frames, select_track
-    from facecycle.faces.tracking import detect_video, fill_gaps, link_tracks
-
-    per_frame = detect_video(video, max_faces=settings.max_faces)
-    # Link across longer gaps than are filled: a person who reappears where they were is the
-    # same track (so the gap is counted as given up) rather than a new person.
-    tracks = link_tracks(per_frame, max(3 * settings.max_gap, 15))
-    if not tracks:
-        raise DataError(f"no face found in any of the {len(per_frame)} frames of {video}; "
-                        "use footage where the face is visible and at least ~60 px wide")
-    frames = None
-    if reference is not None:
-        frames = frames_at(video, {i for t in tracks for i in sample_frames(t)})
-    selection = select_track(tracks, frames, reference)
-    track = tracks[selection.index]
-    detected = list(track.detected)
-    stats = fill_gaps(track, settings.max_gap)
-    faces = [[f] if f is not None else [] for f in track.faces]
-    interpolated = [f is not None and not d for f, d in zip(track.faces, detected)]
-    return {"faces_per_frame": faces, "interpolated": interpolated,
-            "selection": {"track": selection.index, "reason": selection.reason,
-                          "distances": [round(d, 4) for d in selection.distances]},
-            "tracks": len(tracks), "track_stats": asdict(stats)}
+from facecycle.faces.paste_masks import PasteSettings
 
 
 def translate_input(source: Path, out_dir: Path, name: str, crop_fn: Callable[[np.ndarray], np.ndarray],
@@ -94,6 +35,7 @@ def _video(source: Path, dst: Path, crop_fn, crop_size: int, settings: PasteSett
            reference: np.ndarray | None, measure: bool) -> dict:
     from facecycle.evaluation.flicker import video_flicker
     from facecycle.faces.faceoff import translate_video
+    from facecycle.inference.face_selection import track_target
 
     target = track_target(source, settings, reference)
     stats = translate_video(source, dst, crop_fn, smooth=settings.smooth, size=crop_size, margin=settings.margin,

@@ -17,6 +17,7 @@ Faces without landmarks (Haar fallback) fall back to "oval" for the landmark mod
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Literal, Sequence
 
 import numpy as np
@@ -52,3 +53,22 @@ def paste_mask(mode: str, landmarks: np.ndarray | None, matrix: np.ndarray, size
         return polygon_mask([cv2.convexHull(points)[:, 0, :]], size)
     masks = face_masks(landmarks, matrix, size, list(regions), margin)
     return np.maximum.reduce(list(masks.values())) if masks else np.zeros((size, size), np.uint8)
+
+
+@dataclass(frozen=True)
+class PasteSettings:
+    """Paste-back and video settings shared by both directions (JSON-able: they key the stage)."""
+
+    color_match: str = "lab"
+    mask: str = "face"
+    regions: tuple[str, ...] = DEFAULT_REGIONS
+    feather: float = 0.04
+    grow: float = 0.03
+    smooth: float = 0.6
+    temporal: float = 0.0
+    max_gap: int = 5
+    max_faces: int = 4
+    margin: float = 0.25
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -14,7 +14,7 @@ broken by the larger mean face area.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -22,6 +22,7 @@ import numpy as np
 
 from facecycle.errors import DataError
 from facecycle.faces.landmarks import Face
+from facecycle.faces.paste_masks import PasteSettings
 from facecycle.faces.tracking import Track
 
 SAMPLES_PER_TRACK = 5
@@ -125,3 +126,41 @@ def sample_frames(track: Track, count: int = SAMPLES_PER_TRACK) -> list[int]:
     if len(detected) <= count:
         return detected
     return [detected[int(round(j))] for j in np.linspace(0, len(detected) - 1, count)]
+
+
+def frames_at(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
+    """{index: (H, W, 3) uint8 RGB} of the wanted decoded frames of a video."""
+    from facecycle.faces.video import iter_frames
+
+    out = {}
+    for index, _, rgb in iter_frames(path):
+        if index in wanted:
+            out[index] = rgb
+    return out
+
+
+def track_target(video: Path, settings: PasteSettings, reference: np.ndarray | None) -> dict:
+    """Faces to replace in each frame of `video`: {"faces_per_frame", "interpolated", "selection",
+    "tracks", "track_stats"} (the last three JSON-able)."""
+    from facecycle.faces.tracking import detect_video, fill_gaps, link_tracks
+
+    per_frame = detect_video(video, max_faces=settings.max_faces)
+    # Link across longer gaps than are filled: a person who reappears where they were is the
+    # same track (so the gap is counted as given up) rather than a new person.
+    tracks = link_tracks(per_frame, max(3 * settings.max_gap, 15))
+    if not tracks:
+        raise DataError(f"no face found in any of the {len(per_frame)} frames of {video}; "
+                        "use footage where the face is visible and at least ~60 px wide")
+    frames = None
+    if reference is not None:
+        frames = frames_at(video, {i for t in tracks for i in sample_frames(t)})
+    selection = select_track(tracks, frames, reference)
+    track = tracks[selection.index]
+    detected = list(track.detected)
+    stats = fill_gaps(track, settings.max_gap)
+    faces = [[f] if f is not None else [] for f in track.faces]
+    interpolated = [f is not None and not d for f, d in zip(track.faces, detected)]
+    return {"faces_per_frame": faces, "interpolated": interpolated,
+            "selection": {"track": selection.index, "reason": selection.reason,
+                          "distances": [round(d, 4) for d in selection.distances]},
+            "tracks": len(tracks), "track_stats": asdict(stats)}

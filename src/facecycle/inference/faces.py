@@ -81,7 +81,8 @@ def translate_faces_in_paths(generator: LoadedGenerator, input_path: str | Path,
                     dst = output_path(src, root, Path(output_dir), ".mp4")
                     tracked = {}
                     if embedding is not None:
-                        from facecycle.faceoff.videos import PasteSettings, track_target
+                        from facecycle.faces.paste_masks import PasteSettings
+                        from facecycle.inference.face_selection import track_target
 
                         target = track_target(src, PasteSettings(max_gap=max_gap, max_faces=max_faces), embedding)
                         tracked = {"faces_per_frame": target["faces_per_frame"], "interpolated": target["interpolated"]}
