@@ -46,8 +46,8 @@ from torch import nn
 
 from facecycle import __version__
 from facecycle.errors import ConfigError, FacecycleError, require
-from facecycle.inference.formats import (CONDITION_NAME, EXPORT_FORMAT, FORMATS, INPUT_NAME, METADATA_FILE, MIN_SIDE, OUTPUT_NAME,
-                                         SUFFIX_TO_FORMAT, quiet_torchscript)
+from facecycle.inference.formats import (CONDITION_NAME, EXPORT_FORMAT, FORMATS, INPUT_NAME, METADATA_FILE,
+                                         MIN_SIDE, OUTPUT_NAME, SUFFIX_TO_FORMAT, quiet_torchscript)
 from facecycle.inference.generator import LoadedGenerator
 from facecycle.inference.trust import remember_export
 
