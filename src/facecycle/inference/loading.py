@@ -13,7 +13,7 @@ from facecycle.inference.generator import (DIRECTIONS, LoadedGenerator, check_di
                                            generator_from_state, size_multiple_of)
 
 __all__ = ["DIRECTIONS", "LoadedGenerator", "check_direction", "conditional_from_state", "generator_from_state",
-           "load_generator", "load_model", "resolve_model_file", "size_multiple_of"]
+           "load_generator", "load_model", "model_mode", "resolve_model_file", "size_multiple_of"]
 
 def resolve_model_file(path: str | Path, direction: str = "a2b") -> Path:
     """A run directory -> its newest checkpoint; a file -> itself; the name of a built-in model
@@ -32,6 +32,18 @@ def resolve_model_file(path: str | Path, direction: str = "a2b") -> Path:
         raise CheckpointError(f"no run directory, checkpoint or built-in model called '{path}'; "
                               f"built-in models: {', '.join(BUILTIN_MODELS)}")
     return ckpt.resolve_checkpoint(path)
+
+
+def model_mode(path: str | Path) -> str:
+    """"conditional" or "cyclegan" for a run directory, checkpoint or export, without building it."""
+    from facecycle.runtime import checkpoints as ckpt
+
+    file = resolve_model_file(path)
+    if file.suffix.lower() in LOADERS:
+        from facecycle.inference.exported import is_conditional, read_metadata
+
+        return "conditional" if is_conditional(read_metadata(file)) else "cyclegan"
+    return "conditional" if ckpt.load_file(file, map_location="cpu").get("mode") == "conditional" else "cyclegan"
 
 
 def load_model(path: str | Path, direction: str = "a2b", device: torch.device | str | None = None) -> LoadedGenerator:
