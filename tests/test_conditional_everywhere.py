@@ -361,3 +361,38 @@ def test_conditional_evaluation_helpers() -> None:
                        values=np.array([[1, 1, 0], [1, 0, 0], [0, 0, 0], [1, 1, 1]], np.float32))
     assert labelled_with(table, torch.tensor([1.0, 1.0, 0.0])) == [Path("a"), Path("d")]
     assert labelled_with(table, torch.zeros(3)) == [Path("c")]
+
+
+def test_auto_backend_keeps_pytorch_for_conditional_models(cond) -> None:
+    from facecycle.inference.backends import with_backend
+    from facecycle.inference.loading import load_generator, load_model
+
+    for generator in (load_model(cond[0], device="cpu"), load_generator(cond[0], device="cpu", expression="joy")):
+        assert with_backend(generator, "auto") is generator
+
+
+def test_serve_face_mode_with_a_target(cond_translator) -> None:
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    skimage_data = pytest.importorskip("skimage.data")
+    from fastapi.testclient import TestClient
+
+    from facecycle.serve.app import FacePipeline, ServeOptions, create_app
+
+    portrait = Image.fromarray(skimage_data.astronaut()).resize((256, 256))
+    upload = png_bytes(portrait)
+    with TestClient(create_app(FacePipeline(cond_translator, None), ServeOptions(max_size=None))) as client:
+        info = client.get("/api/info").json()
+        assert info["features"]["faces"] is True and info["features"]["expressions"] == cond_translator.expressions
+        results = {}
+        for expression in ("joy", "sadness"):
+            response = client.post("/api/translate", files={"file": ("a.png", upload, "image/png")},
+                                   data={"faces": "true", "expression": expression})
+            assert response.status_code == 200, response.text
+            results[expression] = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB")).astype(int)
+        original = np.asarray(portrait).astype(int)
+        changed = np.abs(results["joy"] - original).sum(axis=2) > 30
+        assert changed.any() and not changed[:20, :20].any()  # the face changed, the corner did not
+        assert np.abs(results["joy"] - results["sadness"]).max() > 0  # the target reaches the face crops
+        response = client.post("/api/translate", files={"file": ("a.png", upload, "image/png")}, data={"faces": "true"})
+        assert response.status_code == 400 and "pass target=" in response.json()["error"]

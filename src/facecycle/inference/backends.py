@@ -12,8 +12,9 @@ benchmark machine, so `auto` uses it there; bf16 (where the CPU runs it natively
 still and is PyTorch-only, so a bf16 request keeps PyTorch. PyTorch also stays for what the
 export cannot do: CUDA devices and attention generators (their mask and full-resolution
 composition need the two network outputs separately). Conditional models run in ONNX Runtime
-with their condition as a second graph input (unbound: `net(x, c)`; bound: the target is fed
-per call). `auto` never fails: without onnxruntime/onnx, or when the export fails, it warns (export
+when asked for (`onnxruntime`) with their condition as a second graph input (unbound:
+`net(x, c)`; bound: the target is fed per call); `auto` keeps PyTorch for them, where no
+speed-up was measured. `auto` never fails: without onnxruntime/onnx, or when the export fails, it warns (export
 failure only) and keeps PyTorch. `onnxruntime` is strict: it raises when it cannot be used.
 """
 
@@ -111,6 +112,8 @@ def with_backend(generator: LoadedGenerator, backend: str = "torch", precision: 
 
     if isinstance(generator.net, OnnxGenerator):
         return generator
+    if backend == "auto" and generator.conditional:
+        return generator  # ONNX Runtime's speed-up was measured for plain generators only (BENCHMARKS.md)
     if isinstance(generator.net, FixedTargetGenerator):  # bound conditional: convert the network, keep the target
         inner = dataclasses.replace(generator, net=generator.net.net, target=None)
         converted = with_backend(inner, backend, precision)
