@@ -396,3 +396,21 @@ def test_serve_face_mode_with_a_target(cond_translator) -> None:
         assert np.abs(results["joy"] - results["sadness"]).max() > 0  # the target reaches the face crops
         response = client.post("/api/translate", files={"file": ("a.png", upload, "image/png")}, data={"faces": "true"})
         assert response.status_code == 400 and "pass target=" in response.json()["error"]
+
+
+def test_cli_translate_with_an_exported_conditional_model(cond, exports, cond_translator, tmp_path: Path,
+                                                          cli_env) -> None:
+    from facecycle.errors import ConfigError
+    from facecycle.inference.evaluate import evaluate_checkpoint
+
+    run, data = cond
+    source = data / "test" / "000000.png"
+    proc = subprocess.run(facecycle_cmd("translate", "--checkpoint", str(exports["onnx"]), "--input", str(source),
+                                        "--output", str(tmp_path / "out"), "--expression", "joy"),
+                          env=cli_env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "to AU06=1,AU12=1" in proc.stdout
+    written = as_array(Image.open(tmp_path / "out" / "000000.png").convert("RGB"))
+    assert np.abs(written - as_array(cond_translator.translate(source, expression="joy"))).max() <= 1
+    with pytest.raises(ConfigError, match="evaluate_conditional"):
+        evaluate_checkpoint(run, data / "test", data / "test", tmp_path / "eval", ["a2b"], ["lpips"])

@@ -1,4 +1,5 @@
-"""Score a trained model on held-out images: translate both ways, then `evaluation` measures.
+"""Score a trained model on held-out images: translate both ways (or, for a conditional model,
+to each target expression: `evaluate_conditional`), then `evaluation` measures.
 
 Above both `inference` (loading, translating) and `evaluation` (metrics, reports): what
 `facecycle evaluate` and the face-off's held-out stage run.
@@ -50,9 +51,15 @@ def evaluate_checkpoint(checkpoint: str | Path, data_a: str | Path, data_b: str 
     from facecycle.runtime.checkpoints import resolve_checkpoint
     from facecycle.runtime.device import resolve_device
 
+    from facecycle.errors import ConfigError
+    from facecycle.inference.loading import model_mode
+
     metrics = check_metric_names(metrics)
     dev = resolve_device(device)
     source = resolve_checkpoint(checkpoint)
+    if model_mode(source) == "conditional":
+        raise ConfigError(f"{source} is a conditional model: it has no a2b/b2a generators; evaluate it per target "
+                          "expression with evaluate_conditional (`facecycle evaluate --data DIR --expressions ...`)")
     generators = {d: load_generator(source, d, dev) for d in ("a2b", "b2a")}
     size, channels = generators["a2b"].crop_size, generators["a2b"].channels
     real = {"a": load_sample(data_a, max_images, size, channels, "domain A folder")[0],

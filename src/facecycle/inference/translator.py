@@ -83,6 +83,8 @@ class Translator:
         `backend`: "torch" (default), "onnxruntime" (CPU, fp32; the generator is exported to ONNX
         once and cached) or "auto" (ONNX Runtime where it runs this generator, else PyTorch); see
         facecycle.inference.backends.
+        A conditional model (checkpoint or export) loads as one generator that takes its target
+        per call (`translate(..., target=/expression=)`); `direction` must then be None.
         Errors (`CheckpointError`, `ConfigError`) are the same as for `facecycle translate`.
         """
         from facecycle.inference.trust import trusting_torchscript
@@ -192,7 +194,13 @@ class Translator:
         return self._get(self.direction).step
 
     def info(self) -> dict[str, Any]:
-        """A JSON-ready description (used by `facecycle serve`'s /api/info)."""
+        """A JSON-ready description (used by `facecycle serve`'s /api/info).
+
+        `mode`: "cyclegan" or "conditional"; `condition` (conditional models, else None):
+        `columns` (the K conditions in vector order), `kind` (presence, intensity, categorical),
+        `value_max` (1 or 5: the labels' units) and `expressions` (name -> K target values in
+        the labels' units, for every expression this model takes).
+        """
         model = self.config.get("model", {})
         condition = None
         if self.conditional:
