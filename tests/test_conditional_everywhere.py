@@ -414,3 +414,48 @@ def test_cli_translate_with_an_exported_conditional_model(cond, exports, cond_tr
     assert np.abs(written - as_array(cond_translator.translate(source, expression="joy"))).max() <= 1
     with pytest.raises(ConfigError, match="evaluate_conditional"):
         evaluate_checkpoint(run, data / "test", data / "test", tmp_path / "eval", ["a2b"], ["lpips"])
+
+
+def test_categorical_model_through_api_export_and_evaluate(cond, tmp_path: Path, cli_env) -> None:
+    """A one-hot expression-class model: classes are its expressions, aliases reach them, the ONNX
+    export matches, and evaluate defaults to every class with KID against that class's photos."""
+    from facecycle import Translator
+    from facecycle.inference.translate import translate_tensor
+
+    data = cond[1]
+    run = tmp_path / "categorical"
+    proc = subprocess.run(facecycle_cmd("train", "--config", "conditional_avatars", "--data", str(data / "images"),
+                                        "--labels", str(data / "labels.csv"), "--run-dir", str(run), "--steps", "1",
+                                        "--size", "32", "--quiet", "--batch-size", "2", "--set", "model.gen_width=8",
+                                        "--set", "model.disc_width=8", "--set", "model.gen_blocks=1",
+                                        "--set", "data.label_kind=categorical", "--set", "data.label_columns=expression"),
+                          env=cli_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    t = Translator.load(run, device="cpu")
+    classes = ["angry", "happy", "neutral", "sad", "surprised"]
+    assert t.info()["condition"]["kind"] == "categorical" and t.expressions == classes
+    assert t.info()["condition"]["expressions"]["sad"] == [0, 0, 0, 1, 0]
+    image = photo((36, 36), seed=9)
+    assert np.array_equal(as_array(t.translate(image, expression="joy")), as_array(t.translate(image, expression="happy")))
+
+    onnx_path = tmp_path / "categorical.onnx"
+    proc = subprocess.run(facecycle_cmd("export", "--checkpoint", str(run), "--output", str(onnx_path)),
+                          env=cli_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    exported = Translator.load(onnx_path, device="cpu")
+    x = torch.rand(3, 3, 30, 34) * 2 - 1
+    for name in ("angry", "surprised"):
+        ours = translate_tensor(t.generator_for(expression=name), x)
+        assert torch.allclose(translate_tensor(exported.generator_for(expression=name), x), ours, atol=1e-4)
+
+    out = tmp_path / "eval"
+    proc = subprocess.run(facecycle_cmd("evaluate", "--checkpoint", str(run), "--data", str(data / "test"),
+                                        "--out", str(out), "--metrics", "lpips,kid"),
+                          env=cli_env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "metrics.json").read_text())
+    assert list(summary) == classes  # default: every class; labels default to the run's data.labels
+    for name in classes:
+        assert summary[name]["lpips_input_output"] > 0 and "kid_x100" in summary[name]
+    counts = {name: json.loads((out / name / "metrics.json").read_text())["counts"]["targets"] for name in classes}
+    assert counts == {"angry": 2, "happy": 3, "neutral": 3, "sad": 3, "surprised": 3}  # the labels CSV's photos per class
