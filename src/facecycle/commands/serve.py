@@ -13,7 +13,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "serve", help="web demo and HTTP API for a trained or exported generator",
         description="Serve a page at http://HOST:PORT/ (upload or drop a photo, choose the direction, "
                     "download the result) and an API: POST /api/translate (multipart 'file' + "
-                    "'direction') -> PNG; GET /api/info -> JSON.")
+                    "'direction') -> PNG; GET /api/info -> JSON. Conditional models (train.mode=conditional): the "
+                    "page shows an expression menu and one slider per condition; the API takes 'expression' "
+                    "(e.g. joy) and/or 'target' (e.g. AU06=1,AU12=1) instead of 'direction'.")
     p.add_argument("--checkpoint", default=None,
                    help="run directory, checkpoint file, exported generator or built-in model name "
                         "(default: the built-in 'smile' model, neutral <-> happy)")

@@ -10,9 +10,11 @@ Why `auto` picks what it picks (see BENCHMARKS.md, "Inference backends"): on the
 ONNX Runtime was faster than PyTorch eager for the paper's ResNet-9 generator on this project's
 benchmark machine, so `auto` uses it there; bf16 (where the CPU runs it natively) is faster
 still and is PyTorch-only, so a bf16 request keeps PyTorch. PyTorch also stays for what the
-export cannot do: CUDA devices, attention generators (their mask and full-resolution composition
-need the two network outputs separately) and conditional models (their target is bound in
-Python). `auto` never fails: without onnxruntime/onnx, or when the export fails, it warns (export
+export cannot do: CUDA devices and attention generators (their mask and full-resolution
+composition need the two network outputs separately). Conditional models run in ONNX Runtime
+when asked for (`onnxruntime`) with their condition as a second graph input (unbound:
+`net(x, c)`; bound: the target is fed per call); `auto` keeps PyTorch for them, where no
+speed-up was measured. `auto` never fails: without onnxruntime/onnx, or when the export fails, it warns (export
 failure only) and keeps PyTorch. `onnxruntime` is strict: it raises when it cannot be used.
 """
 
@@ -61,19 +63,22 @@ def fingerprint(generator: LoadedGenerator) -> str:
 
 def unsupported_reason(generator: LoadedGenerator, device: torch.device, precision: str = "fp32") -> Optional[str]:
     """Why ONNX Runtime cannot run `generator` as facecycle would with PyTorch; None when it can."""
+    from facecycle.inference.conditional import FixedTargetGenerator
     from facecycle.inference.exported import OnnxGenerator
+    from facecycle.models.conditional import ConditionalResnetGenerator
     from facecycle.models.generators import ResnetGenerator, UnetGenerator
 
-    if isinstance(generator.net, OnnxGenerator):
+    net = generator.net.net if isinstance(generator.net, FixedTargetGenerator) else generator.net
+    if isinstance(net, OnnxGenerator):
         return None  # already an ONNX export, run by ONNX Runtime
     if device.type != "cpu":
         return f"the onnxruntime backend runs on the CPU; this generator is on {device.type} (use --backend torch)"
     if precision == "bf16":
         return "the onnxruntime backend runs fp32 only (use --backend torch for bf16)"
-    if type(generator.net) not in (ResnetGenerator, UnetGenerator):
-        return ("the onnxruntime backend runs plain ResNet/U-Net generators (from checkpoints, safetensors or ONNX "
-                f"files); this one is a {type(generator.net).__name__} (attention and conditional models need PyTorch "
-                "for their masks / targets; TorchScript files run in PyTorch): use --backend torch")
+    if type(net) not in (ResnetGenerator, UnetGenerator, ConditionalResnetGenerator):
+        return ("the onnxruntime backend runs plain and conditional ResNet/U-Net generators (from checkpoints, "
+                f"safetensors or ONNX files); this one is a {type(net).__name__} (attention models need PyTorch "
+                "for their masks; TorchScript files run in PyTorch): use --backend torch")
     return None
 
 
@@ -101,11 +106,21 @@ def with_backend(generator: LoadedGenerator, backend: str = "torch", precision: 
         raise ConfigError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
     if backend == "torch":
         return generator
+    from facecycle.inference.conditional import FixedTargetGenerator
     from facecycle.inference.exported import OnnxGenerator
     from facecycle.inference.translate import _device
 
     if isinstance(generator.net, OnnxGenerator):
         return generator
+    if backend == "auto" and generator.conditional:
+        return generator  # ONNX Runtime's speed-up was measured for plain generators only (BENCHMARKS.md)
+    if isinstance(generator.net, FixedTargetGenerator):  # bound conditional: convert the network, keep the target
+        inner = dataclasses.replace(generator, net=generator.net.net, target=None)
+        converted = with_backend(inner, backend, precision)
+        if converted is inner:
+            return generator
+        return dataclasses.replace(generator, net=FixedTargetGenerator(converted.net, generator.net.target[0],
+                                                                       generator.size_multiple))
     device = _device(generator)
     # auto precision + auto backend: bf16 where native (faster than ORT's fp32) keeps PyTorch;
     # auto precision + onnxruntime: the user chose the backend, so "auto" settles on its fp32.
@@ -138,7 +153,7 @@ def onnxruntime_generator(generator: LoadedGenerator, threads: Optional[int] = N
     (and facecycle's busy-core detection) apply to both backends alike."""
     ort = require("onnxruntime", EXTRA, "--backend onnxruntime")
     require("onnx", EXTRA, "--backend onnxruntime (exporting the generator)")
-    from facecycle.inference.export import INPUT_NAME, OUTPUT_NAME, export_generator
+    from facecycle.inference.export import CONDITION_NAME, INPUT_NAME, OUTPUT_NAME, export_generator
     from facecycle.inference.exported import OnnxGenerator
 
     path = cache_dir() / f"{generator.direction}-{fingerprint(generator)}.onnx"
@@ -150,4 +165,5 @@ def onnxruntime_generator(generator: LoadedGenerator, threads: Optional[int] = N
     options.intra_op_num_threads = int(threads or torch.get_num_threads())
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return dataclasses.replace(generator, net=OnnxGenerator(session, INPUT_NAME, OUTPUT_NAME))
+    condition = CONDITION_NAME if generator.conditional else None
+    return dataclasses.replace(generator, net=OnnxGenerator(session, INPUT_NAME, OUTPUT_NAME, condition))

@@ -32,14 +32,16 @@ that name or of a common spelling (joy = happiness = happy, anger = angry, ...).
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
 from facecycle.data.labels import VALUE_MAX
 from facecycle.errors import ConfigError
+from facecycle.inference.generator import LoadedGenerator
 
 EXPRESSION_TARGETS: dict[str, tuple[str, ...]] = {
     "joy": ("AU06", "AU12"),
@@ -146,14 +148,74 @@ def describe_target(vector: torch.Tensor, columns: Sequence[str], kind: str) -> 
     return ",".join(items) if items else "all 0"
 
 
-class FixedTargetGenerator(nn.Module):
-    """A conditional generator with its target bound: `(N, C, H, W)` -> `(N, C, H, W)`, like a plain one."""
+def available_expressions(columns: Sequence[str], kind: str) -> list[str]:
+    """The `expression=` names this model can take: its classes (categorical), or the presets
+    whose units are all among its condition columns (AU models), in the table's order."""
+    if kind == "categorical":
+        return list(columns)
+    keys = {_unit_key(c).lower() for c in columns}
+    return [name for name, units in EXPRESSION_TARGETS.items() if all(u.lower() in keys for u in units)]
 
-    def __init__(self, net: nn.Module, target: torch.Tensor) -> None:
+
+def expression_values(columns: Sequence[str], kind: str) -> dict[str, list[float]]:
+    """Each available expression's target in the labels' own units (presence 0/1, intensity 0-5,
+    class 1), one value per column: what `facecycle serve`'s page sets its sliders to."""
+    value_max = VALUE_MAX[kind]
+    return {name: [round(float(v) * value_max, 4) for v in target_vector(columns, kind, expression=name)]
+            for name in available_expressions(columns, kind)}
+
+
+def check_target_tensor(target: torch.Tensor, columns: Sequence[str]) -> torch.Tensor:
+    """`target` as a `(K,)` float32 CPU vector; ConfigError unless it holds K values in [0, 1]."""
+    vector = target.detach().float().reshape(-1).cpu()
+    if vector.numel() != len(columns) or not bool(((vector >= 0) & (vector <= 1)).all()):
+        raise ConfigError(f"a target tensor must hold {len(columns)} values in [0, 1] (network units, one per "
+                          f"condition: {', '.join(columns)}); got shape {tuple(target.shape)}")
+    return vector
+
+
+def bind_target(generator: LoadedGenerator, target: str | torch.Tensor | None = None,
+                expression: str | None = None) -> LoadedGenerator:
+    """An unbound conditional generator with its target bound: a copy whose `net(x)` maps
+    `(N, C, H, W)` in [-1, 1] to the same shape, like a plain generator.
+
+    `target`: an AU spec as `--target` takes it ("AU06=1,AU12=1", labels' units) or a `(K,)`
+    tensor in [0, 1] (network units); `expression`: a preset or class name. Raises ConfigError
+    when neither is given or they do not fit the model's conditions.
+    """
+    if not generator.needs_target:
+        raise ConfigError("bind_target needs an unbound conditional generator (from load_model)")
+    columns, kind = generator.condition_columns, generator.condition_kind or "presence"
+    if isinstance(target, torch.Tensor):
+        vector = check_target_tensor(target, columns)
+    else:
+        vector = target_vector(columns, kind, target, expression)
+    from facecycle.inference.translate import _device
+
+    wrapped = FixedTargetGenerator(generator.net, vector, generator.size_multiple).to(_device(generator)).eval()
+    return dataclasses.replace(generator, net=wrapped, target=vector)
+
+
+class FixedTargetGenerator(nn.Module):
+    """A conditional generator with its target bound: `(N, C, H, W)` -> `(N, C, H, W)`, like a plain one.
+
+    `net` is any `(x, c) -> y` callable: the PyTorch network, a TorchScript module or an ONNX
+    Runtime session wrapper (`OnnxGenerator`); `target` is `(K,)` float in [0, 1].
+    """
+
+    def __init__(self, net: nn.Module | Callable[..., torch.Tensor], target: torch.Tensor,
+                 size_multiple: int | None = None) -> None:
         super().__init__()
         self.net = net
         self.register_buffer("target", target.detach().float().reshape(1, -1).clone())
-        self.size_multiple = int(getattr(net, "size_multiple", 1))
+        self.size_multiple = int(size_multiple if size_multiple is not None else getattr(net, "size_multiple", 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x, self.target.to(x.dtype).expand(x.shape[0], -1))
+
+
+def condition_info(generator: LoadedGenerator) -> dict[str, Any]:
+    """JSON-ready description of a conditional generator's conditions (for `Translator.info`)."""
+    kind = generator.condition_kind or "presence"
+    return {"columns": list(generator.condition_columns), "kind": kind, "value_max": VALUE_MAX[kind],
+            "expressions": expression_values(generator.condition_columns, kind)}

@@ -19,12 +19,21 @@ Metadata (all values are strings; ONNX ``metadata_props``, TorchScript extra fil
 ``min_side``, ``pads_input``, ``crop_size``, ``generator``, ``step``, ``input_name``,
 ``output_name`` and ``config`` (the full training config as JSON).
 
+Conditional generators (train.mode=conditional) are exported with a second input
+``condition``: ``(N, K)`` float32 in ``[0, 1]`` (network units: presence 0/1, intensity / 5,
+one-hot class), one value per condition column, same N as ``image``. Their metadata adds
+``mode = "conditional"``, ``condition_columns`` (JSON list, the order of the K values),
+``condition_kind`` (presence, intensity or categorical), ``condition_name`` and
+``condition_range``; ``direction`` is ``"conditional"``. A safetensors export holds the
+conditional generator's weights; loaders rebuild it from the stored config.
+
 File names: facecycle recognises exports by suffix: ``.onnx``, ``.ts`` / ``.torchscript``
 (TorchScript; ``.pt`` stays reserved for training checkpoints) and ``.safetensors``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -37,8 +46,8 @@ from torch import nn
 
 from facecycle import __version__
 from facecycle.errors import ConfigError, FacecycleError, require
-from facecycle.inference.formats import (EXPORT_FORMAT, FORMATS, INPUT_NAME, METADATA_FILE, MIN_SIDE, OUTPUT_NAME,
-                                         SUFFIX_TO_FORMAT, quiet_torchscript)
+from facecycle.inference.formats import (CONDITION_NAME, EXPORT_FORMAT, FORMATS, INPUT_NAME, METADATA_FILE,
+                                         MIN_SIDE, OUTPUT_NAME, SUFFIX_TO_FORMAT, quiet_torchscript)
 from facecycle.inference.generator import LoadedGenerator
 from facecycle.inference.trust import remember_export
 
@@ -77,6 +86,37 @@ class PadToMultiple(nn.Module):
         return y[:, :, :h, :w]
 
 
+def _pad_bottom_right(x: torch.Tensor, m: int) -> torch.Tensor:
+    """`PadToMultiple`'s padding as a free function (TorchScript compiles it with its caller)."""
+    h, w = x.shape[2], x.shape[3]
+    ph = (m - h % m) % m
+    pw = (m - w % m) % m
+    rows = torch.arange(h + ph, device=x.device)
+    cols = torch.arange(w + pw, device=x.device)
+    use_reflect = (rows.new_full([1], ph) < h) & (cols.new_full([1], pw) < w)
+    rows = torch.where(use_reflect, torch.where(rows < h, rows, 2 * (h - 1) - rows), rows.clamp(max=h - 1))
+    cols = torch.where(use_reflect, torch.where(cols < w, cols, 2 * (w - 1) - cols), cols.clamp(max=w - 1))
+    return x.index_select(2, rows).index_select(3, cols)
+
+
+class ConditionalPadToMultiple(nn.Module):
+    """`PadToMultiple` for conditional generators: `(x, c)` -> `net(pad(x), c)` cropped back.
+
+    x: `(N, C, H, W)` float in [-1, 1], any H, W >= 8; c: `(N, K)` float in [0, 1].
+    Returns `(N, C_out, H, W)` float in [-1, 1].
+    """
+
+    def __init__(self, net: nn.Module, multiple: int) -> None:
+        super().__init__()
+        self.net = net
+        self.multiple = int(multiple)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[2], x.shape[3]
+        y = self.net(_pad_bottom_right(x, self.multiple), c)
+        return y[:, :, :h, :w]
+
+
 def export_metadata(generator: LoadedGenerator, pads_input: bool) -> dict[str, str]:
     """The string map stored in every export (see the module docstring)."""
     config = generator.config
@@ -96,6 +136,9 @@ def export_metadata(generator: LoadedGenerator, pads_input: bool) -> dict[str, s
         "input_name": INPUT_NAME,
         "output_name": OUTPUT_NAME,
         "config": json.dumps(config, sort_keys=True),
+        **({"mode": "conditional", "condition_columns": json.dumps(list(generator.condition_columns)),
+            "condition_kind": str(generator.condition_kind), "condition_name": CONDITION_NAME,
+            "condition_range": "[0, 1]"} if generator.conditional else {}),
     }
 
 
@@ -120,11 +163,18 @@ def export_generator(generator: LoadedGenerator, output: str | Path, fmt: str | 
                      opset: int = DEFAULT_OPSET) -> Path:
     """Write `generator` (a PyTorch generator from a checkpoint) to `output`; returns the path.
 
+    A conditional generator is written with its condition as a second input (see the module
+    docstring); a bound one (`load_generator(..., target=...)`) is written unbound, without its target.
+
     The file is written to a temporary name in the same folder and renamed at the end, so a
     failed export never leaves a partial file under the final name.
     """
     path = Path(output)
     fmt = format_for(path, fmt)
+    from facecycle.inference.conditional import FixedTargetGenerator
+
+    if isinstance(generator.net, FixedTargetGenerator):  # a bound conditional generator: export it unbound
+        generator = dataclasses.replace(generator, net=generator.net.net, target=None)
     if not isinstance(generator.net, nn.Module) or isinstance(generator.net, torch.jit.ScriptModule):
         raise ExportError(f"{generator.source} is already an export; export from a training checkpoint or run directory")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,6 +211,10 @@ def _example(generator: LoadedGenerator) -> torch.Tensor:
     return torch.rand(1, generator.channels, side, side + 2) * 2 - 1
 
 
+def _condition_example(generator: LoadedGenerator, batch: int = 1) -> torch.Tensor:
+    return torch.rand(batch, len(generator.condition_columns))
+
+
 def _write_torchscript(generator: LoadedGenerator, path: Path, opset: int) -> None:
     net = _cpu_copy(generator)
     example = _example(generator)
@@ -168,23 +222,33 @@ def _write_torchscript(generator: LoadedGenerator, path: Path, opset: int) -> No
         example, (0, (-example.shape[3]) % generator.size_multiple, 0, (-example.shape[2]) % generator.size_multiple))
     metadata = export_metadata(generator, pads_input=True)
     with quiet_torchscript():
-        traced = torch.jit.trace(net, padded_example, check_trace=False)
-        scripted = torch.jit.script(PadToMultiple(traced, generator.size_multiple))
+        if generator.conditional:
+            traced = torch.jit.trace(net, (padded_example, _condition_example(generator)), check_trace=False)
+            scripted = torch.jit.script(ConditionalPadToMultiple(traced, generator.size_multiple))
+        else:
+            traced = torch.jit.trace(net, padded_example, check_trace=False)
+            scripted = torch.jit.script(PadToMultiple(traced, generator.size_multiple))
         torch.jit.save(scripted, str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
     remember_export(path)  # TorchScript is code: only files written here load without --trust-torchscript
 
 
 def _write_onnx(generator: LoadedGenerator, path: Path, opset: int) -> None:
     onnx = require("onnx", "export", "ONNX export")
-    wrapped = PadToMultiple(_cpu_copy(generator), generator.size_multiple).eval()
     axes = {0: "batch", 2: "height", 3: "width"}
+    if generator.conditional:
+        wrapped: nn.Module = ConditionalPadToMultiple(_cpu_copy(generator), generator.size_multiple).eval()
+        args: tuple[torch.Tensor, ...] = (_example(generator), _condition_example(generator))
+        names, dynamic = [INPUT_NAME, CONDITION_NAME], {INPUT_NAME: axes, CONDITION_NAME: {0: "batch"}, OUTPUT_NAME: axes}
+    else:
+        wrapped = PadToMultiple(_cpu_copy(generator), generator.size_multiple).eval()
+        args, names, dynamic = (_example(generator),), [INPUT_NAME], {INPUT_NAME: axes, OUTPUT_NAME: axes}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # legacy-exporter deprecation and tracer notes; the graph is checked below
         # The TorchScript-based exporter handles the symbolic H/W arithmetic of PadToMultiple
         # without extra packages (the dynamo exporter needs onnxscript).
-        torch.onnx.export(wrapped, (_example(generator),), str(path), dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes}, do_constant_folding=True)
+        torch.onnx.export(wrapped, args, str(path), dynamo=False, opset_version=opset,
+                          input_names=names, output_names=[OUTPUT_NAME],
+                          dynamic_axes=dynamic, do_constant_folding=True)
     model = onnx.load(str(path))
     for key, value in export_metadata(generator, pads_input=True).items():
         entry = model.metadata_props.add()

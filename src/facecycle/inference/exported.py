@@ -1,5 +1,9 @@
 """Load exported generators (ONNX, TorchScript, safetensors) as `LoadedGenerator`s.
 
+Exports of conditional generators (metadata ``mode = "conditional"``) load *unbound*: their
+`net` is called as `(image, condition)`; `load_generator` binds a target, `Translator` binds one
+per call.
+
 `LOADERS` maps each export suffix (``.onnx``, ``.ts``, ``.torchscript``, ``.safetensors``) to its
 loader; `facecycle.inference.loading.load_generator` looks files up there, so ``facecycle translate``,
 ``facecycle serve`` and ``Translator`` accept an exported file wherever they accept a checkpoint.
@@ -14,9 +18,10 @@ from typing import Any, Callable
 
 import torch
 
-from facecycle.errors import CheckpointError, require
-from facecycle.inference.formats import EXPORT_FORMAT, METADATA_FILE, SUFFIX_TO_FORMAT, quiet_torchscript
-from facecycle.inference.generator import LoadedGenerator, generator_from_state
+from facecycle.errors import CheckpointError, ConfigError, require
+from facecycle.inference.formats import (CONDITION_NAME, EXPORT_FORMAT, METADATA_FILE, SUFFIX_TO_FORMAT,
+                                         quiet_torchscript)
+from facecycle.inference.generator import LoadedGenerator, conditional_from_weights, generator_from_state
 from facecycle.inference.trust import refusal, torchscript_trusted
 
 _REQUIRED = ("format", "direction", "channels", "size_multiple", "crop_size", "config")
@@ -79,7 +84,14 @@ def _safetensors_metadata(path: Path) -> dict[str, str]:
 _READERS = {"onnx": _onnx_metadata, "torchscript": _torchscript_metadata, "safetensors": _safetensors_metadata}
 
 
+def is_conditional(meta: dict[str, str]) -> bool:
+    """True for the export of a conditional generator (a second input: the condition vector)."""
+    return meta.get("mode") == "conditional"
+
+
 def _check_direction(path: Path, meta: dict[str, str], direction: str) -> None:
+    if is_conditional(meta):
+        return  # one generator for every target: the direction does not apply
     if meta["direction"] != direction:
         raise CheckpointError(
             f"{path} holds only the {meta['direction']} generator; pass --direction {meta['direction']} "
@@ -87,23 +99,45 @@ def _check_direction(path: Path, meta: dict[str, str], direction: str) -> None:
         )
 
 
+def condition_of(meta: dict[str, str], path: Path) -> tuple[tuple[str, ...], str]:
+    """(columns, kind) of a conditional export's condition input."""
+    try:
+        columns = tuple(str(c) for c in json.loads(meta["condition_columns"]))
+        kind = meta["condition_kind"]
+    except (KeyError, ValueError, TypeError):
+        raise CheckpointError(f"{path} is a conditional export without readable condition_columns/condition_kind "
+                              "metadata; export it again with `facecycle export`") from None
+    if not columns or kind not in ("presence", "intensity", "categorical"):
+        raise CheckpointError(f"{path}: bad condition metadata (columns {list(columns)}, kind {kind!r})")
+    return columns, kind
+
+
 def _loaded(net: Any, meta: dict[str, str], path: Path) -> LoadedGenerator:
     step = int(meta["step"]) if meta.get("step") else None
+    columns, kind = condition_of(meta, path) if is_conditional(meta) else ((), None)
     return LoadedGenerator(net, meta["direction"], int(meta["channels"]), int(meta["size_multiple"]),
-                           int(meta["crop_size"]), parse_config(meta), path, step)
+                           int(meta["crop_size"]), parse_config(meta), path, step, columns, kind, None)
 
 
 class OnnxGenerator:
     """Calls an ONNX Runtime session like a generator: `(N, C, H, W)` float32 tensor in [-1, 1] ->
-    translated tensor of the same shape (on the CPU)."""
+    translated tensor of the same shape (on the CPU). With `condition_name` (conditional exports)
+    it is called as `(x, c)`, `c` the `(N, K)` float32 condition in [0, 1]."""
 
-    def __init__(self, session: Any, input_name: str, output_name: str) -> None:
+    def __init__(self, session: Any, input_name: str, output_name: str, condition_name: str | None = None) -> None:
         self.session = session
         self.input_name = input_name
         self.output_name = output_name
+        self.condition_name = condition_name
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         feed = {self.input_name: x.detach().to("cpu", torch.float32).contiguous().numpy()}
+        if self.condition_name is not None:
+            if c is None:
+                raise ConfigError("this ONNX generator is conditional: call it with (image, condition)")
+            feed[self.condition_name] = c.detach().to("cpu", torch.float32).contiguous().numpy()
+        elif c is not None:
+            raise ConfigError("this ONNX generator takes no condition")
         return torch.from_numpy(self.session.run([self.output_name], feed)[0])
 
 
@@ -120,7 +154,8 @@ def load_onnx(path: Path, direction: str, device: torch.device) -> LoadedGenerat
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise CheckpointError(f"ONNX Runtime cannot load {path}: {exc}") from None
     net = OnnxGenerator(session, meta.get("input_name", session.get_inputs()[0].name),
-                        meta.get("output_name", session.get_outputs()[0].name))
+                        meta.get("output_name", session.get_outputs()[0].name),
+                        meta.get("condition_name", CONDITION_NAME) if is_conditional(meta) else None)
     return _loaded(net, meta, path)
 
 
@@ -147,6 +182,9 @@ def load_safetensors(path: Path, direction: str, device: torch.device) -> Loaded
     _check_direction(path, meta, direction)
     state = load_file(str(path), device="cpu")
     step = int(meta["step"]) if meta.get("step") else None
+    if is_conditional(meta):
+        columns, kind = condition_of(meta, path)
+        return conditional_from_weights(parse_config(meta), state, columns, kind, path, step, device)
     return generator_from_state(parse_config(meta), state, direction, path, step, device)
 
 

@@ -18,6 +18,7 @@ MIN_SIDE = 8  # smaller images fail inside the generators' own reflection pads
 EXPORT_FORMAT = "facecycle-generator/1"
 METADATA_FILE = "facecycle.json"  # TorchScript extra file holding the metadata
 INPUT_NAME, OUTPUT_NAME = "image", "translated"
+CONDITION_NAME = "condition"  # second input of conditional exports: (N, K) float32 in [0, 1]
 
 # format -> accepted suffixes (first one is the default)
 FORMATS: dict[str, tuple[str, ...]] = {

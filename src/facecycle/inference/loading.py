@@ -7,14 +7,13 @@ from typing import Any
 
 import torch
 
-from facecycle.config import Config
 from facecycle.errors import CheckpointError, ConfigError
 from facecycle.inference.exported import LOADERS
-from facecycle.inference.generator import (DIRECTIONS, LoadedGenerator, check_direction, generator_from_state,
-                                           size_multiple_of)
+from facecycle.inference.generator import (DIRECTIONS, LoadedGenerator, check_direction, conditional_from_weights,
+                                           generator_from_state, size_multiple_of)
 
 __all__ = ["DIRECTIONS", "LoadedGenerator", "check_direction", "conditional_from_state", "generator_from_state",
-           "load_generator", "resolve_model_file", "size_multiple_of"]
+           "load_generator", "load_model", "model_mode", "resolve_model_file", "size_multiple_of"]
 
 def resolve_model_file(path: str | Path, direction: str = "a2b") -> Path:
     """A run directory -> its newest checkpoint; a file -> itself; the name of a built-in model
@@ -35,13 +34,23 @@ def resolve_model_file(path: str | Path, direction: str = "a2b") -> Path:
     return ckpt.resolve_checkpoint(path)
 
 
-def load_generator(path: str | Path, direction: str = "a2b", device: torch.device | str | None = None,
-                   target: str | torch.Tensor | None = None, expression: str | None = None) -> LoadedGenerator:
-    """Run dir (newest checkpoint), a `step_*.pt`/`best.pt` checkpoint, or an exported file.
+def model_mode(path: str | Path) -> str:
+    """"conditional" or "cyclegan" for a run directory, checkpoint or export, without building it."""
+    from facecycle.runtime import checkpoints as ckpt
 
-    Conditional checkpoints (train.mode=conditional) need `target` ("AU06=1,AU12=1" or a `(K,)`
-    tensor in [0, 1]) and/or `expression` ("joy"); `direction` does not apply to them.
-    """
+    file = resolve_model_file(path)
+    if file.suffix.lower() in LOADERS:
+        from facecycle.inference.exported import is_conditional, read_metadata
+
+        return "conditional" if is_conditional(read_metadata(file)) else "cyclegan"
+    return "conditional" if ckpt.load_file(file, map_location="cpu").get("mode") == "conditional" else "cyclegan"
+
+
+def load_model(path: str | Path, direction: str = "a2b", device: torch.device | str | None = None) -> LoadedGenerator:
+    """Like `load_generator`, but a conditional model (checkpoint or export) comes back *unbound*:
+    `net(x, c)` with `c` the `(N, K)` condition in [0, 1] (`needs_target` is True); bind a target with
+    `facecycle.inference.conditional.bind_target`. `direction` does not apply to conditional models.
+    Plain (CycleGAN) models come back as `load_generator` returns them."""
     from facecycle.runtime import checkpoints as ckpt
     from facecycle.runtime.device import resolve_device
 
@@ -53,10 +62,7 @@ def load_generator(path: str | Path, direction: str = "a2b", device: torch.devic
         return loader(file, direction, dev)
     state = ckpt.load_file(file, map_location="cpu")
     if state.get("mode") == "conditional":
-        return conditional_from_state(state, file, dev, target, expression)
-    if target is not None or expression:
-        raise ConfigError(f"{file} is a two-domain CycleGAN ({', '.join(state['nets'])}): --target/--expression "
-                          "apply to conditional models only; use --direction a2b|b2a")
+        return conditional_from_state(state, file, dev)
     name = DIRECTIONS[direction]
     if name not in state["nets"]:
         raise CheckpointError(f"{file} has no {name} generator (it has: {', '.join(state['nets'])})")
@@ -64,30 +70,36 @@ def load_generator(path: str | Path, direction: str = "a2b", device: torch.devic
     return generator_from_state(state["config"], state["nets"][name], direction, file, step, dev)
 
 
-def conditional_from_state(state: dict[str, Any], source: Path, device: torch.device | str,
-                           target: str | torch.Tensor | None, expression: str | None) -> LoadedGenerator:
-    """The conditional generator of a checkpoint, wrapped with its target into a plain image -> image net."""
-    from facecycle.inference.conditional import FixedTargetGenerator, target_vector
-    from facecycle.models.build import build_conditional_generator
+def load_generator(path: str | Path, direction: str = "a2b", device: torch.device | str | None = None,
+                   target: str | torch.Tensor | None = None, expression: str | None = None) -> LoadedGenerator:
+    """Run dir (newest checkpoint), a `step_*.pt`/`best.pt` checkpoint, or an exported file.
 
-    config = Config.from_dict(state["config"])
+    Conditional models (train.mode=conditional; checkpoints and their exports) need `target`
+    ("AU06=1,AU12=1" or a `(K,)` tensor in [0, 1]) and/or `expression` ("joy") and come back with
+    it bound (`net(x)`); `direction` does not apply to them. A target for a plain CycleGAN is a
+    ConfigError.
+    """
+    generator = load_model(path, direction, device)
+    if generator.needs_target:
+        from facecycle.inference.conditional import bind_target
+
+        return bind_target(generator, target, expression)
+    if target is not None or expression:
+        raise ConfigError(f"{generator.source} is a two-domain CycleGAN generator: --target/--expression "
+                          "apply to conditional models only; use --direction a2b|b2a")
+    return generator
+
+
+def conditional_from_state(state: dict[str, Any], source: Path, device: torch.device | str,
+                           target: str | torch.Tensor | None = None, expression: str | None = None) -> LoadedGenerator:
+    """The conditional generator of a checkpoint: unbound (`net(x, c)`) without `target`/`expression`,
+    else wrapped with its target into a plain image -> image net."""
     columns = tuple(state["condition"]["columns"])
     kind = str(state["condition"]["kind"])
-    if isinstance(target, torch.Tensor):
-        vector = target.detach().float().reshape(-1).cpu()
-        if vector.numel() != len(columns) or not bool(((vector >= 0) & (vector <= 1)).all()):
-            raise ConfigError(f"target must hold {len(columns)} values in [0, 1] ({', '.join(columns)})")
-    else:
-        vector = target_vector(columns, kind, target, expression)
-    net = build_conditional_generator(config)
-    try:
-        net.load_state_dict(state["nets"]["G"])
-    except (RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"{source}: the conditional generator weights do not fit the architecture in its "
-                              f"config ({str(exc).splitlines()[0]})") from None
-    wrapped = FixedTargetGenerator(net, vector).to(device).eval()
-    for p in wrapped.parameters():
-        p.requires_grad_(False)
-    step = state.get("counters", {}).get("step")
-    return LoadedGenerator(wrapped, "conditional", config.data.channels, wrapped.size_multiple, config.data.crop_size,
-                           config.to_dict(), source, step, columns, kind, vector)
+    generator = conditional_from_weights(state["config"], state["nets"].get("G", {}), columns, kind, source,
+                                         state.get("counters", {}).get("step"), device)
+    if target is None and not expression:
+        return generator
+    from facecycle.inference.conditional import bind_target
+
+    return bind_target(generator, target, expression)

@@ -6,6 +6,14 @@
     >>> back = t.translate(out, direction="b2a")       # checkpoints hold both directions
     >>> outs = t.translate_batch([img1, array2, "x.png"])
 
+Conditional models (train.mode=conditional: Action Units or expression classes; their
+checkpoints and exports) take a target per call instead of a direction:
+
+    >>> t = Translator.load("runs/au")                    # or an .onnx/.ts/.safetensors export
+    >>> t.info()["condition"]["expressions"]              # {"joy": [0, 0, 0, 0, 1, 0, 1, ...], ...}
+    >>> happy = t.translate("face.jpg", expression="joy")
+    >>> custom = t.translate("face.jpg", target="AU01=1,AU12=1")   # as `--target`; unnamed units 0
+
 Inputs may be a PIL image (any mode), a path, or a numpy array ``(H, W)`` / ``(H, W, C)``
 with C in {1, 3, 4} (channels last), either ``uint8`` in [0, 255] or float in [0, 1].
 Results are PIL images of the input's pixel size, mode ``"RGB"`` (or ``"L"`` for a
@@ -25,24 +33,37 @@ from PIL import Image
 
 from facecycle.data.images import load_image, pil_to_tensor, tensor_to_pil, to_mode
 from facecycle.errors import CheckpointError, ConfigError, DataError
-from facecycle.inference.loading import (DIRECTIONS, LoadedGenerator, check_direction, generator_from_state,
-                                         load_generator)
+from facecycle.inference.loading import (DIRECTIONS, LoadedGenerator, check_direction, conditional_from_state,
+                                         generator_from_state, load_generator, load_model)
 from facecycle.inference.formats import MIN_SIDE, SUFFIX_TO_FORMAT
 from facecycle.inference.translate import translate_image, translate_tensor
 
 ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
+Target = Union[str, torch.Tensor]
+CONDITIONAL = "conditional"  # the key (and `direction`) of a conditional model's one generator
+
+
+def _no_direction(direction: str | None, source: Path) -> None:
+    if direction is not None:
+        raise ConfigError(f"{source} is a conditional model: it has no a2b/b2a directions; leave direction out "
+                          "and pass target=\"AU06=1,AU12=1\" or expression=\"joy\" to translate()")
 
 
 class Translator:
     """One or two loaded generators (a2b and/or b2a) behind a small image-in, image-out API.
 
     A training checkpoint or run directory gives both directions (when present); an exported
-    file gives the one direction it was exported for.
+    file gives the one direction it was exported for. A conditional model gives one unbound
+    generator under the key "conditional"; each call names its target.
     """
 
     def __init__(self, generators: Mapping[str, LoadedGenerator], direction: str | None = None) -> None:
         if not generators:
             raise ConfigError("a Translator needs at least one generator")
+        if any(g.conditional for g in generators.values()) and (
+                list(generators) != [CONDITIONAL] or not generators[CONDITIONAL].needs_target):
+            raise ConfigError("a conditional Translator holds exactly one unbound conditional generator, "
+                              f"under the key {CONDITIONAL!r} (load it with facecycle.inference.loading.load_model)")
         self.generators: dict[str, LoadedGenerator] = dict(generators)
         self.direction = direction or ("a2b" if "a2b" in self.generators else next(iter(self.generators)))
         self._get(self.direction)
@@ -62,6 +83,8 @@ class Translator:
         `backend`: "torch" (default), "onnxruntime" (CPU, fp32; the generator is exported to ONNX
         once and cached) or "auto" (ONNX Runtime where it runs this generator, else PyTorch); see
         facecycle.inference.backends.
+        A conditional model (checkpoint or export) loads as one generator that takes its target
+        per call (`translate(..., target=/expression=)`); `direction` must then be None.
         Errors (`CheckpointError`, `ConfigError`) are the same as for `facecycle translate`.
         """
         from facecycle.inference.trust import trusting_torchscript
@@ -90,14 +113,20 @@ class Translator:
             return cls(generators, direction or "a2b")
         file = resolve_checkpoint(path)
         if file.suffix.lower() in SUFFIX_TO_FORMAT:
-            from facecycle.inference.exported import read_metadata
+            from facecycle.inference.exported import is_conditional, read_metadata
 
-            exported_direction = read_metadata(file)["direction"]
-            generator = load_generator(file, direction or exported_direction, dev)
+            meta = read_metadata(file)
+            if is_conditional(meta):
+                _no_direction(direction, file)
+                return cls({CONDITIONAL: load_model(file, "a2b", dev)}, CONDITIONAL)
+            generator = load_generator(file, direction or meta["direction"], dev)
             return cls({generator.direction: generator}, generator.direction)
         # A training checkpoint: read it once and build every generator it holds; the requested
         # (default a2b) direction must be among them, as in `load_generator`.
         state = load_file(file, map_location="cpu")
+        if state.get("mode") == "conditional":
+            _no_direction(direction, file)
+            return cls({CONDITIONAL: conditional_from_state(state, file, dev)}, CONDITIONAL)
         # Default: a2b, or the only direction a one-generator checkpoint (an import) holds.
         first = direction or next((d for d, name in DIRECTIONS.items() if name in state["nets"]), "a2b")
         if DIRECTIONS[first] not in state["nets"]:
@@ -110,8 +139,35 @@ class Translator:
     # ---- description -----------------------------------------------------------------------
     @property
     def directions(self) -> tuple[str, ...]:
-        """The directions this translator can run, e.g. ("a2b", "b2a")."""
+        """The directions this translator can run, e.g. ("a2b", "b2a"); ("conditional",) for a conditional model."""
+        if self.conditional:
+            return (CONDITIONAL,)
         return tuple(d for d in DIRECTIONS if d in self.generators)
+
+    @property
+    def conditional(self) -> bool:
+        """True for a conditional model (translate takes target=/expression=, not a direction)."""
+        return CONDITIONAL in self.generators
+
+    @property
+    def condition_columns(self) -> tuple[str, ...]:
+        """The conditions of a conditional model (Action Units or classes) in vector order; () otherwise."""
+        return self._get(self.direction).condition_columns
+
+    @property
+    def condition_kind(self) -> str | None:
+        """presence, intensity or categorical for a conditional model; None otherwise."""
+        return self._get(self.direction).condition_kind
+
+    @property
+    def expressions(self) -> list[str]:
+        """The `expression=` names a conditional model accepts (its classes or the presets its units
+        cover); [] for a CycleGAN."""
+        if not self.conditional:
+            return []
+        from facecycle.inference.conditional import available_expressions
+
+        return available_expressions(self.condition_columns, self.condition_kind or "presence")
 
     @property
     def channels(self) -> int:
@@ -138,9 +194,22 @@ class Translator:
         return self._get(self.direction).step
 
     def info(self) -> dict[str, Any]:
-        """A JSON-ready description (used by `facecycle serve`'s /api/info)."""
+        """A JSON-ready description (used by `facecycle serve`'s /api/info).
+
+        `mode`: "cyclegan" or "conditional"; `condition` (conditional models, else None):
+        `columns` (the K conditions in vector order), `kind` (presence, intensity, categorical),
+        `value_max` (1 or 5: the labels' units) and `expressions` (name -> K target values in
+        the labels' units, for every expression this model takes).
+        """
         model = self.config.get("model", {})
+        condition = None
+        if self.conditional:
+            from facecycle.inference.conditional import condition_info
+
+            condition = condition_info(self._get(self.direction))
         return {
+            "mode": "conditional" if self.conditional else "cyclegan",
+            "condition": condition,
             "directions": list(self.directions),
             "default_direction": self.direction,
             "channels": self.channels,
@@ -154,29 +223,64 @@ class Translator:
         }
 
     def __repr__(self) -> str:
+        if self.conditional:
+            return (f"Translator(source={str(self.source)!r}, conditional on {len(self.condition_columns)} "
+                    f"{self.condition_kind} condition(s), channels={self.channels})")
         return f"Translator(source={str(self.source)!r}, directions={self.directions}, channels={self.channels})"
 
     # ---- translation -----------------------------------------------------------------------
-    def translate(self, image: ImageInput, direction: str | None = None, max_size: int | None = None) -> Image.Image:
+    def generator_for(self, direction: str | None = None, target: Target | None = None,
+                      expression: str | None = None) -> LoadedGenerator:
+        """The ready-to-run generator (`net(x)`) for `direction`, or for a conditional model the
+        one bound to `target`/`expression`.
+
+        Raises ConfigError when a conditional model gets no target (or an invalid one) and when a
+        CycleGAN model gets one.
+        """
+        generator = self._get(direction or self.direction)
+        if generator.needs_target:
+            if target is None and not expression:
+                from facecycle.inference.conditional import EXPRESSION_TARGETS
+
+                columns = generator.condition_columns
+                raise ConfigError(
+                    f"this is a conditional model: pass target= (e.g. \"{columns[0]}=1\"; its conditions are "
+                    f"{', '.join(columns)}) or expression= ({', '.join(self.expressions or list(EXPRESSION_TARGETS))})")
+            from facecycle.inference.conditional import bind_target
+
+            return bind_target(generator, target, expression)
+        if target is not None or expression:
+            raise ConfigError(f"{generator.source} is a two-domain CycleGAN model: target=/expression= apply to "
+                              "conditional models only (train.mode=conditional); choose direction=\"a2b\" or \"b2a\"")
+        return generator
+
+    def translate(self, image: ImageInput, direction: str | None = None, max_size: int | None = None, *,
+                  target: Target | None = None, expression: str | None = None) -> Image.Image:
         """Translate one image; returns a PIL image with the input's width and height.
 
         `max_size`: process images whose longer side exceeds it at that size, then resize back.
+        Conditional models need `target` (an AU spec as `--target` takes it, "AU06=1,AU12=1" in the
+        labels' units, unnamed units 0; or a `(K,)` tensor in [0, 1]) and/or `expression` (a
+        preset such as "joy", or a class of a categorical model); the expression's units come
+        first and `target` values override them.
         """
-        generator = self._get(direction or self.direction)
+        generator = self.generator_for(direction, target, expression)
         pil = self._prepare(image, generator.channels)
         return translate_image(generator, pil, max_size=max_size)
 
     __call__ = translate
 
     def translate_batch(self, images: Sequence[ImageInput], direction: str | None = None,
-                        max_size: int | None = None, batch_size: int = 8) -> list[Image.Image]:
+                        max_size: int | None = None, batch_size: int = 8, *, target: Target | None = None,
+                        expression: str | None = None) -> list[Image.Image]:
         """Translate several images; images of equal size run together in batches of `batch_size`.
 
-        Returns the results in input order, each the size of its input.
+        Returns the results in input order, each the size of its input. `target`/`expression`:
+        as in `translate`, one target for every image.
         """
         if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)):
             raise DataError("translate_batch expects a list of images; use translate() for a single image")
-        generator = self._get(direction or self.direction)
+        generator = self.generator_for(direction, target, expression)
         from facecycle.inference.translate import _limit
 
         prepared = [self._prepare(img, generator.channels) for img in images]
@@ -197,6 +301,11 @@ class Translator:
 
     # ---- helpers ---------------------------------------------------------------------------
     def _get(self, direction: str) -> LoadedGenerator:
+        if self.conditional:
+            if direction != CONDITIONAL:
+                raise ConfigError(f"{self.generators[CONDITIONAL].source} is a conditional model: it has no "
+                                  f"{direction!r} direction; leave direction out and pass target= or expression=")
+            return self.generators[CONDITIONAL]
         check_direction(direction)
         if direction not in self.generators:
             raise ConfigError(

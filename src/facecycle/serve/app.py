@@ -5,12 +5,20 @@ Routes
 ``GET /``                 the demo page (inline CSS/JS, no external resources)
 ``GET /api/info``         JSON: directions, channels, sizes, model, limits, optional features
 ``POST /api/translate``   multipart form: ``file`` (the image), ``direction`` (optional),
-                          ``faces`` / ``expression`` (only when /api/info lists them) -> PNG
+                          ``faces`` / ``expression`` (only when /api/info lists them),
+                          ``target`` (conditional models: "AU06=1,AU12=1") -> PNG
 ``GET /api/health``       ``{"status": "ok"}``
 
 Every error is JSON ``{"error": "<what happened and what to do>"}`` with a 4xx status
 (400 bad request, 413 too large, 415 not an image); unexpected failures give 500 with a short
 message, never a traceback.
+
+Conditional models (train.mode=conditional): /api/info reports ``mode = "conditional"``, the
+model's ``condition`` (columns, kind, value range and each expression's target values) and
+``features.expressions`` (the names ``expression`` accepts) with ``features.target = true``; a
+translation needs ``expression`` and/or ``target`` (an AU spec as ``facecycle translate --target``
+takes it, in the labels' units; its values override the expression's). The page shows an
+expression menu and one slider per condition.
 
 Extension point: the server runs a pipeline object; :class:`TranslatorPipeline`
 translates the whole image. Face paste-back or conditional translation plug in by
@@ -63,6 +71,7 @@ class RequestOptions:
 
     faces: bool = False
     expression: str | None = None
+    target: str | None = None
 
 
 class OptionNotAvailable(FacecycleError):
@@ -73,7 +82,8 @@ class TranslatorPipeline:
     """Whole-image translation with a `Translator`.
 
     `features` is what /api/info reports and what the page shows controls for:
-    ``{"faces": bool, "expressions": [names]}``.
+    ``{"faces": bool, "expressions": [names]}``; a conditional translator adds its expressions
+    and ``"target": True``.
     """
 
     features: dict[str, Any] = {"faces": False, "expressions": []}
@@ -83,14 +93,25 @@ class TranslatorPipeline:
         self.max_size = max_size
 
     def info(self) -> dict[str, Any]:
-        return {**self.translator.info(), "features": dict(self.features)}
+        features = dict(self.features)
+        if self.translator.conditional:
+            features["expressions"] = list(features.get("expressions") or self.translator.expressions)
+            features["target"] = True
+        return {**self.translator.info(), "features": features}
+
+    def check_options(self, options: RequestOptions) -> None:
+        """OptionNotAvailable when a plain model gets a target or expression."""
+        if (options.expression or options.target) and not self.translator.conditional:
+            raise OptionNotAvailable("this model is not conditional; target expressions are not available")
 
     def __call__(self, image: Image.Image, direction: str, options: RequestOptions) -> Image.Image:
         """RGB/L/RGBA PIL image of any size -> translated PIL image of the same size."""
         if options.faces:
             raise OptionNotAvailable("face mode is not available on this server (start it with --faces)")
-        if options.expression:
-            raise OptionNotAvailable("this model is not conditional; target expressions are not available")
+        self.check_options(options)
+        if self.translator.conditional:
+            return self.translator.translate(image, max_size=self.max_size, target=options.target,
+                                             expression=options.expression)
         return self.translator.translate(image, direction=direction, max_size=self.max_size)
 
 
@@ -111,14 +132,16 @@ class FacePipeline(TranslatorPipeline):
     def __call__(self, image: Image.Image, direction: str, options: RequestOptions) -> Image.Image:
         if not options.faces:
             return super().__call__(image, direction, options)
-        if options.expression:
-            raise OptionNotAvailable("this model is not conditional; target expressions are not available")
+        self.check_options(options)
         import numpy as np
 
         from facecycle.faces.faceoff import translate_faces
         from facecycle.inference.faces import crop_translator
 
-        generator = self.translator._get(direction)
+        if self.translator.conditional:
+            generator = self.translator.generator_for(target=options.target, expression=options.expression)
+        else:
+            generator = self.translator.generator_for(direction)
         result = translate_faces(np.asarray(image.convert("RGB")), crop_translator(generator), detector=self.detector,
                                  size=generator.crop_size, margin=self.margin)
         if not result.faces:
@@ -246,7 +269,8 @@ def create_app(pipeline: TranslatorPipeline, options: ServeOptions = ServeOption
             raise HTTPException(400, f"direction '{direction}' is not available; choose one of: "
                                      f"{', '.join(info_now['directions'])}")
         request_options = RequestOptions(faces=str(form.get("faces", "")).lower() in ("1", "true", "on", "yes"),
-                                         expression=str(form.get("expression") or "") or None)
+                                         expression=str(form.get("expression") or "") or None,
+                                         target=str(form.get("target") or "") or None)
         name = getattr(upload, "filename", None) or "upload"
 
         def work() -> bytes:
