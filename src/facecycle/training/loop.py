@@ -81,6 +81,28 @@ def architecture_mismatches(saved: dict[str, Any], config: Config,
     return out
 
 
+# Param-group settings that choose the optimizer's implementation, not its state.
+_IMPLEMENTATION_KEYS = ("fused", "foreach", "capturable", "differentiable")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """`optimizer.load_state_dict(state)`, keeping the implementation this run chose.
+
+    A checkpoint's param groups carry the settings of the optimizer that wrote it (conditional
+    runs before the shared loop used plain Adam); loading them as is would turn a fused Adam into
+    a plain one that rejects the device-side skip flag. The moments and step counts are the same
+    in every implementation; fused ones keep their step counts as float32 on the parameter's device."""
+    chosen = [{k: group[k] for k in _IMPLEMENTATION_KEYS if k in group} for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, keep in zip(optimizer.param_groups, chosen):
+        group.update(keep)
+        if keep.get("fused") or keep.get("capturable"):
+            for p in group["params"]:
+                step = optimizer.state.get(p, {}).get("step")
+                if torch.is_tensor(step):
+                    optimizer.state[p]["step"] = step.to(device=p.device, dtype=torch.float32)
+
+
 class Trainer:
     """Trains `objective_cls`'s networks from `config`; writes everything under `run_dir`.
 
@@ -292,8 +314,8 @@ class Trainer:
                 net.load_state_dict(state["nets"][name])
             except (RuntimeError, KeyError) as exc:
                 raise CheckpointError(f"cannot load {name} from the checkpoint: {str(exc).splitlines()[0]}") from None
-        self.opt_G.load_state_dict(state["optimizers"]["G"])
-        self.opt_D.load_state_dict(state["optimizers"]["D"])
+        load_optimizer_state(self.opt_G, state["optimizers"]["G"])
+        load_optimizer_state(self.opt_D, state["optimizers"]["D"])
         self.sched_G.load_state_dict(state["schedules"]["G"])
         self.sched_D.load_state_dict(state["schedules"]["D"])
         self.objective.load_extra_state(state)
@@ -346,14 +368,16 @@ class Trainer:
         return path
 
     def _evaluate(self) -> Optional[dict[str, float]]:
-        if self.evaluator is None or not self.is_main:  # rank 0 evaluates, the others go on
+        if not self.is_main:  # rank 0 evaluates, the others go on
             return None
         nets = self.objective.evaluation_nets()
         if nets is None:
             if not self._told_no_evaluation:
                 self._told_no_evaluation = True
-                print(f"in-training evaluation is not available for {self.mode} models: skipped "
-                      "(no best.pt; evaluate checkpoints afterwards)", file=sys.stderr)
+                print(f"train.eval_every: in-training evaluation is not available for {self.mode} models, "
+                      "skipped (no best.pt); evaluate its checkpoints afterwards", file=sys.stderr)
+            return None
+        if self.evaluator is None:
             return None
         for net in self.nets.values():
             net.eval()
