@@ -15,7 +15,7 @@ from facecycle.errors import ConfigError
 from facecycle.training.objectives.conditional import (CONDITIONAL_KEYS, MODE, PREVIEW_IMAGES,  # noqa: F401
                                                        PREVIEW_UNITS, TARGET_NOISE, ConditionalObjective,
                                                        LabelledDataset, LabelledSampler, resolve_labels)
-from facecycle.training.trainer import ObjectiveView
+from facecycle.training.loop import ObjectiveView
 
 
 class ConditionalTrainer(ObjectiveView):

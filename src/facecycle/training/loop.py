@@ -511,6 +511,18 @@ class Trainer:
         return last
 
 
+class ObjectiveView(Trainer):
+    """A Trainer whose unknown attributes are the objective's (the names of the per-mode trainers
+    these classes replace)."""
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names the trainer itself lacks; `objective` may not exist yet mid-__init__.
+        objective = self.__dict__.get("objective")
+        if objective is None:
+            raise AttributeError(name)
+        return getattr(objective, name)
+
+
 class StopSignals:
     """SIGTERM (preemption: SLURM, Kubernetes) and SIGINT (Ctrl-C) during `fit`, handled at a step
     boundary: the step in progress finishes, then `requested` is True and the loop raises

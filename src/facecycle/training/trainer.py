@@ -10,25 +10,12 @@ d_step, fixed_samples, cycle_weights, ...
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from facecycle.config import Config
 from facecycle.errors import TrainingDiverged  # noqa: F401  (re-exported: tests and callers import it from here)
-from facecycle.training.loop import (ARCHITECTURE_KEYS, StopSignals, Trainer,  # noqa: F401  (re-exported)
+from facecycle.training.loop import (ARCHITECTURE_KEYS, ObjectiveView, StopSignals,  # noqa: F401  (re-exported)
                                      architecture_mismatches, set_requires_grad)
 from facecycle.training.objectives.cyclegan import CycleGANObjective
-
-
-class ObjectiveView(Trainer):
-    """A Trainer whose unknown attributes are the objective's (the names of the per-mode trainers
-    these classes replace)."""
-
-    def __getattr__(self, name: str) -> Any:
-        # Only called for names the trainer itself lacks; `objective` may not exist yet mid-__init__.
-        objective = self.__dict__.get("objective")
-        if objective is None:
-            raise AttributeError(name)
-        return getattr(objective, name)
 
 
 class CycleGANTrainer(ObjectiveView):
