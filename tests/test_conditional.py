@@ -353,6 +353,26 @@ def test_checkpoints_written_before_the_shared_loop_resume(avatars: Path, blob_d
         ConditionalTrainer(config, tmp_path / "plain", progress=False).resume()
 
 
+def test_conditional_shares_the_loop_features(avatars: Path, tmp_path: Path, capsys) -> None:
+    """bf16 autocast and fused Adam like CycleGAN mode; in-training evaluation is skipped with one
+    note (the periodic evaluator scores two-way translators) and no best.pt."""
+    from facecycle.training.conditional import ConditionalTrainer
+
+    config = resolve("conditional_avatars", overrides=[
+        f"data.images={avatars / 'images'}", f"data.labels={avatars / 'labels.csv'}", "data.crop_size=32",
+        "data.load_size=32", "model.gen_width=4", "model.disc_width=4", "model.gen_blocks=1", "train.steps=2",
+        "train.batch_size=2", "train.sample_every=100", "train.device=cpu", "train.precision=bf16",
+        "train.eval_every=1"])
+    torch.set_num_threads(1)
+    trainer = ConditionalTrainer(config, tmp_path / "run", progress=False)
+    trainer.evaluator = lambda *nets: {"kid": 0.0}
+    assert trainer.opt_G.defaults.get("fused") and trainer.opt_D.defaults.get("fused")
+    last = trainer.fit()
+    assert trainer.step == 2 and math.isfinite(last["loss_G"]) and trainer.config.train.precision == "bf16"
+    assert capsys.readouterr().err.count("in-training evaluation is not available for conditional models") == 1
+    assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+
+
 def test_train_two_steps_resume_and_translate_with_targets(avatars: Path, tmp_path: Path, cli_env) -> None:
     data = ["--config", "conditional_avatars", "--data", str(avatars / "images"), "--labels",
             str(avatars / "labels.csv"), *TINY]

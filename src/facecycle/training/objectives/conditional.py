@@ -206,10 +206,12 @@ class ConditionalObjective(Objective):
         with trainer.autocast():
             real_logits, real_cond = D(x)
             fake_logits, _ = D(fake)
-            gp = None
-            if self.gan.uses_gradient_penalty and l.gp > 0:
-                # The plain module: its graph still ends in the one backward whose DDP hooks average it.
-                gp = gradient_penalty(self.D.realness, self.D.branch_weights, x, fake)
+        gp = None
+        if self.gan.uses_gradient_penalty and l.gp > 0:
+            # Outside autocast, as in CycleGAN mode: a double backward in fp16 overflows easily. The
+            # plain module: its graph still ends in the one backward whose DDP hooks average it.
+            gp = gradient_penalty(self.D.realness, self.D.branch_weights, x, fake)
+        with trainer.autocast():
             total, terms = critic_objective(self.gan, self.D.branch_weights, real_logits, fake_logits, real_cond,
                                             source, self.kind, self.weights, gp, l.gp)
         bad = trainer.update(total, trainer.opt_D, skip)
