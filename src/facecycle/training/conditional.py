@@ -28,3 +28,7 @@ class ConditionalTrainer(ObjectiveView):
         if not config.is_conditional:
             raise ConfigError("ConditionalTrainer needs train.mode=conditional")
         super().__init__(config, run_dir, ConditionalObjective, rank=rank, world_size=world_size, progress=progress)
+
+
+__all__ = ["CONDITIONAL_KEYS", "MODE", "PREVIEW_IMAGES", "PREVIEW_UNITS", "TARGET_NOISE", "ConditionalTrainer",
+           "LabelledDataset", "LabelledSampler", "resolve_labels"]

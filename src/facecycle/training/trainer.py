@@ -26,3 +26,7 @@ class CycleGANTrainer(ObjectiveView):
     def __init__(self, config: Config, run_dir: str | Path, rank: int = 0, world_size: int = 1,
                  progress: bool = True) -> None:
         super().__init__(config, run_dir, CycleGANObjective, rank=rank, world_size=world_size, progress=progress)
+
+
+__all__ = ["ARCHITECTURE_KEYS", "CycleGANTrainer", "StopSignals", "TrainingDiverged", "architecture_mismatches",
+           "set_requires_grad"]
