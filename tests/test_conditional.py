@@ -263,6 +263,116 @@ def test_conditional_presets_train_two_steps(preset: str, avatars: Path, tmp_pat
     assert any(not torch.equal(p0, p1) for p0, p1 in zip(before, trainer.G.parameters()))
 
 
+def _conditional_state(trainer) -> dict[str, torch.Tensor]:
+    """Weights, optimizer moments and the global RNG of a trainer, for bitwise comparisons."""
+    out = {f"{n}.{k}": v.detach().clone() for n, net in trainer.nets.items() for k, v in net.state_dict().items()}
+    for name, opt in (("G", trainer.opt_G), ("D", trainer.opt_D)):
+        for i, state in enumerate(opt.state.values()):
+            out.update({f"opt{name}.{i}.{k}": v.detach().clone() for k, v in state.items()})
+    out["rng"] = torch.get_rng_state()
+    return out
+
+
+def test_conditional_resume_is_bitwise_exact(avatars: Path, tmp_path: Path) -> None:
+    """Train 5 steps straight vs 2 steps, a fresh trainer resumed from that checkpoint, then 3 more:
+    identical weights, optimizer state and RNG (targets, GP mixing), with an extra critic step
+    (n_critic 2) and an epoch boundary (10 images: 5 batches of 2 an epoch, 2 batches a step)."""
+    from facecycle.training.conditional import ConditionalTrainer
+
+    config = resolve("conditional_avatars", overrides=[
+        f"data.images={avatars / 'images'}", f"data.labels={avatars / 'labels.csv'}", "data.crop_size=32",
+        "data.load_size=36", "model.gen_width=4", "model.disc_width=4", "model.gen_blocks=1", "train.steps=5",
+        "train.batch_size=2", "train.log_every=2", "train.sample_every=100", "train.checkpoint_every=100",
+        "optim.n_critic=2", "train.device=cpu"])
+    torch.set_num_threads(1)
+    straight = ConditionalTrainer(config, tmp_path / "straight", progress=False)
+    straight.fit()
+    first = ConditionalTrainer(config, tmp_path / "sliced", progress=False)
+    first.fit(until_step=2)
+    assert [p.name for p in list_checkpoints(tmp_path / "sliced")] == ["step_00000002.pt"]
+    resumed = ConditionalTrainer(config, tmp_path / "sliced", progress=False)
+    resumed.resume()
+    assert (resumed.step, resumed.epoch, resumed.batch_in_epoch) == (2, 0, 4)
+    resumed.fit()
+    assert resumed.step == straight.step == 5 and resumed.epoch == straight.epoch == 1
+    a, b = _conditional_state(straight), _conditional_state(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs after resume"
+    state = load_file(list_checkpoints(tmp_path / "sliced")[-1])
+    assert state["mode"] == "conditional" and state["counters"]["world_size"] == 1
+
+
+def test_checkpoints_written_before_the_shared_loop_resume(avatars: Path, blob_domains, tmp_path: Path) -> None:
+    """Conditional checkpoints of the old trainer (plain Adam param groups, no world_size/scaler/best)
+    and CycleGAN ones (no `mode` key) still resume, with the fused optimizer of this run."""
+    from facecycle.errors import CheckpointError
+    from facecycle.runtime.checkpoints import atomic_save
+    from facecycle.training.conditional import ConditionalTrainer
+    from facecycle.training.trainer import CycleGANTrainer
+
+    torch.set_num_threads(1)
+    config = resolve("conditional_avatars", overrides=[
+        f"data.images={avatars / 'images'}", f"data.labels={avatars / 'labels.csv'}", "data.crop_size=32",
+        "data.load_size=32", "model.gen_width=4", "model.disc_width=4", "model.gen_blocks=1", "train.steps=2",
+        "train.batch_size=2", "train.sample_every=100", "train.device=cpu"])
+    ConditionalTrainer(config, tmp_path / "cond", progress=False).fit(until_step=1)
+    path = list_checkpoints(tmp_path / "cond")[-1]
+    state = load_file(path)
+    for opt in state["optimizers"].values():
+        for group in opt["param_groups"]:
+            group.update(fused=None, foreach=None)
+    for key in ("scaler", "best"):
+        del state[key]
+    for key in ("world_size", "positions_in_epoch"):
+        del state["counters"][key]
+    atomic_save(state, path)
+    trainer = ConditionalTrainer(config, tmp_path / "cond", progress=False)
+    trainer.resume()
+    assert trainer.step == 1 and trainer.opt_G.param_groups[0]["fused"]
+    trainer.fit()
+    assert trainer.step == 2 and all(torch.isfinite(p).all() for p in trainer.G.parameters())
+    a, b = blob_domains
+    plain = resolve(overrides=["data.crop_size=32", "data.load_size=32", "model.gen_width=4", "model.disc_width=4",
+                               "model.gen_blocks=1", "train.steps=2", "train.sample_every=100"],
+                    flags={"data.data_a": str(a), "data.data_b": str(b)})
+    with pytest.raises(CheckpointError, match="from a conditional run"):  # each mode refuses the other's
+        CycleGANTrainer(plain, tmp_path / "cond", progress=False).resume()
+
+    CycleGANTrainer(plain, tmp_path / "plain", progress=False).fit(until_step=1)
+    path = list_checkpoints(tmp_path / "plain")[-1]
+    state = load_file(path)
+    assert state["mode"] == "cyclegan"
+    del state["mode"]
+    atomic_save(state, path)
+    resumed = CycleGANTrainer(plain, tmp_path / "plain", progress=False)
+    resumed.resume()
+    resumed.fit()
+    assert resumed.step == 2
+    with pytest.raises(CheckpointError, match="not from a conditional run"):
+        ConditionalTrainer(config, tmp_path / "plain", progress=False).resume()
+
+
+def test_conditional_shares_the_loop_features(avatars: Path, tmp_path: Path, capsys) -> None:
+    """bf16 autocast and fused Adam like CycleGAN mode; in-training evaluation is skipped with one
+    note (the periodic evaluator scores two-way translators) and no best.pt."""
+    from facecycle.training.conditional import ConditionalTrainer
+
+    config = resolve("conditional_avatars", overrides=[
+        f"data.images={avatars / 'images'}", f"data.labels={avatars / 'labels.csv'}", "data.crop_size=32",
+        "data.load_size=32", "model.gen_width=4", "model.disc_width=4", "model.gen_blocks=1", "train.steps=2",
+        "train.batch_size=2", "train.sample_every=100", "train.device=cpu", "train.precision=bf16",
+        "train.eval_every=1"])
+    torch.set_num_threads(1)
+    trainer = ConditionalTrainer(config, tmp_path / "run", progress=False)
+    trainer.evaluator = lambda *nets: {"kid": 0.0}
+    assert trainer.opt_G.defaults.get("fused") and trainer.opt_D.defaults.get("fused")
+    last = trainer.fit()
+    assert trainer.step == 2 and math.isfinite(last["loss_G"]) and trainer.config.train.precision == "bf16"
+    assert capsys.readouterr().err.count("in-training evaluation is not available for conditional models") == 1
+    assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+
+
 def test_train_two_steps_resume_and_translate_with_targets(avatars: Path, tmp_path: Path, cli_env) -> None:
     data = ["--config", "conditional_avatars", "--data", str(avatars / "images"), "--labels",
             str(avatars / "labels.csv"), *TINY]

@@ -42,13 +42,13 @@ def snapshot(trainer: CycleGANTrainer) -> dict[str, torch.Tensor]:
 
 def poison(trainer: CycleGANTrainer, steps: set[int]) -> None:
     """G_ab returns NaN images at the given (1-based) steps."""
-    forward = trainer._train_fwd["G_ab"]
+    forward = trainer.train_fwd["G_ab"]
 
     def bad_forward(x: torch.Tensor) -> torch.Tensor:
         out = forward(x)
         return out * float("nan") if trainer.step + 1 in steps else out
 
-    trainer._train_fwd["G_ab"] = bad_forward
+    trainer.train_fwd["G_ab"] = bad_forward
 
 
 @pytest.mark.parametrize("check_every", [1, 4])

@@ -49,7 +49,7 @@ def test_on_without_a_compiler_warns_and_trains_eagerly(data, tmp_path, monkeypa
     monkeypatch.setattr("facecycle.training.compile.cxx_compiler", lambda: None)
     with pytest.warns(UserWarning, match="no C\\+\\+ compiler.*running eagerly"):
         trainer = CycleGANTrainer(tiny(a, b, steps=1, compile="on"), tmp_path / "run", progress=False)
-    assert trainer.compiled is False and trainer._train_fwd["G_ab"] is trainer.G_ab
+    assert trainer.compiled is False and trainer.train_fwd["G_ab"] is trainer.G_ab
     trainer.fit()
     assert trainer.step == 1
 
@@ -68,7 +68,7 @@ def test_compiled_training_matches_eager_and_checkpoints_stay_plain(data, tmp_pa
     assert trainer.compiled
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     passes = {}
-    for name, forward in (("eager", trainer.G_ab), ("compiled", trainer._train_fwd["G_ab"])):
+    for name, forward in (("eager", trainer.G_ab), ("compiled", trainer.train_fwd["G_ab"])):
         trainer.G_ab.zero_grad(set_to_none=True)
         out = forward(x)
         out.square().mean().backward()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -135,28 +134,31 @@ def attach_evaluator(trainer) -> None:
 
 
 def run_conditional(args: argparse.Namespace, config, run_dir: Path) -> int:
-    """Conditional mode (train.mode=conditional): one generator G(x, c), one critic with a condition head."""
-    from facecycle.errors import ConfigError
+    """Conditional mode (train.mode=conditional): one generator G(x, c), one critic with a condition
+    head; under torchrun, one process per device like CycleGAN mode."""
     from facecycle.runtime import checkpoints as ckpt
-    from facecycle.training.conditional import ConditionalTrainer
+    from facecycle.training.distributed import distributed_context
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError("conditional mode trains in one process; run it without torchrun")
-    trainer = ConditionalTrainer(config, run_dir, progress=not args.quiet)
-    table = trainer.table
-    if table.has_problems:
-        print(table.summary(), file=sys.stderr)
-    path = trainer.resume() if args.resume else None  # before writing: a refused resume changes nothing
-    if path is None:  # a fresh start: drop what a run killed before its first checkpoint logged
-        trainer.logger.truncate_after(0)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / RUN_CONFIG).write_text(trainer.config.to_yaml())  # with the resolved label columns
-    if path is not None:
-        print(f"resumed from {path} at step {trainer.step} (epoch {trainer.epoch}, lr_g {trainer.sched_G.lr:.3g})")
-    print(f"training a conditional model on {trainer.device}: {len(table)} labelled images, "
-          f"{len(trainer.columns)} {trainer.kind} condition(s) ({', '.join(trainer.columns)}), "
-          f"{trainer.config.train.steps} steps -> {run_dir}")
-    last = trainer.fit(until_step=args.until_step)
-    print(f"done: step {trainer.step}, {last.get('images_per_s', float('nan')):.2f} images/s; "
-          f"checkpoints in {run_dir / ckpt.CHECKPOINT_DIR}")
+    with distributed_context() as (rank, world_size):
+        from facecycle.training.conditional import ConditionalTrainer
+
+        trainer = ConditionalTrainer(config, run_dir, rank=rank, world_size=world_size, progress=not args.quiet)
+        table = trainer.table
+        if table.has_problems and rank == 0:
+            print(table.summary(), file=sys.stderr)
+        path = trainer.resume() if args.resume else None  # before writing: a refused resume changes nothing
+        if path is None:  # a fresh start: drop what a run killed before its first checkpoint logged
+            trainer.logger.truncate_after(0)
+        if rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / RUN_CONFIG).write_text(trainer.config.to_yaml())  # with the resolved label columns
+            if path is not None:
+                print(f"resumed from {path} at step {trainer.step} (epoch {trainer.epoch}, lr_g {trainer.sched_G.lr:.3g})")
+            print(f"training a conditional model on {trainer.device} ({world_size} process(es)): {len(table)} "
+                  f"labelled images, {len(trainer.columns)} {trainer.kind} condition(s) ({', '.join(trainer.columns)}), "
+                  f"{trainer.config.train.steps} steps -> {run_dir}")
+        last = trainer.fit(until_step=args.until_step)
+        if rank == 0:
+            print(f"done: step {trainer.step}, {last.get('images_per_s', float('nan')):.2f} images/s; "
+                  f"checkpoints in {run_dir / ckpt.CHECKPOINT_DIR}")
     return 0

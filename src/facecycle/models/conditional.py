@@ -103,8 +103,12 @@ class ConditionalResnetGenerator(nn.Module):
             raise ValueError("attention_mask needs in_channels == out_channels")
         return mask * x + (1 - mask) * color, mask
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return self.generate(x, c)[0]
+    def forward(self, x: torch.Tensor, c: torch.Tensor,
+                with_mask: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """`(N, C, H, W)` in [-1, 1] and `(N, K)` -> the translation; with `with_mask`, `generate`'s
+        (translation, mask or None) -- the form training uses, as DDP only hooks `forward`."""
+        out = self.generate(x, c)
+        return out if with_mask else out[0]
 
 
 @DISCRIMINATORS.register("conditional_patch")

@@ -3,13 +3,15 @@
     torchrun --nproc-per-node N -m facecycle train --data-a A --data-b B --run-dir RUN ...
     python -m torch.distributed.run --nproc-per-node 2 -m facecycle train ...   # same thing
 
-What happens (see also CycleGANTrainer):
+What happens (see also facecycle.training.loop.Trainer; every training mode runs this way):
 
 * One process per device (NCCL on CUDA, `LOCAL_RANK` picks the GPU; gloo on CPU).
 * Data: `UnpairedSampler` gives rank r the positions r, r + N, r + 2N, ... of the one global
   (seed, epoch) order, so N processes with batch B see exactly the images one process with
   batch N*B sees, and a batch still depends only on (seed, epoch, position).
-* The four nets are wrapped in DistributedDataParallel: gradients are averaged across ranks in
+* Conditional mode: `LabelledSampler` shards its one order the same way; G and D are wrapped;
+  targets are drawn per rank (their seeds differ), so it is not equivalent to one process.
+* The nets are wrapped in DistributedDataParallel: gradients are averaged across ranks in
   the backward pass. All CycleGAN losses are batch means, and instance norm works per image,
   so N ranks x batch B compute the same update as one process with batch N*B (checked by
   tests/test_distributed.py up to float rounding, with pool_size 0: the image pool draws its
