@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Protocol
 
 import torch
 from torch import nn
 
 from facecycle.config import Config
 
-if TYPE_CHECKING:
-    from facecycle.training.loop import Trainer
+class Loop(Protocol):
+    """What an objective uses of the `Trainer` that drives it (training/loop.py), named here so
+    the objectives never import the loop that imports them."""
+
+    config: Config  # the current config: a time budget may replan train.steps while training
+    device: torch.device
+    rank: int
+    world_size: int
+    step: int
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    train_fwd: dict[str, Callable[..., Any]]  # forward passes that train (DDP-wrapped and/or compiled)
+    frozen_fwd: dict[str, Callable[..., Any]]  # forward passes of nets frozen during the other's step
+
+    @property
+    def host_checks(self) -> bool: ...
+
+    def autocast(self) -> Any: ...
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def update(self, total: torch.Tensor, optimizer: torch.optim.Optimizer,
+               skip: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]: ...
 
 
 class Objective:
@@ -29,7 +50,7 @@ class Objective:
     # How a refused resume names what differs ("another architecture", ...).
     mismatch_subject: str = "another architecture"
 
-    def __init__(self, trainer: "Trainer", **prepared: Any) -> None:
+    def __init__(self, trainer: Loop, **prepared: Any) -> None:
         self.trainer = trainer
 
     @staticmethod

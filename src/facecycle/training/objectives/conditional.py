@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
@@ -35,11 +35,8 @@ from facecycle.losses import GAN_LOSSES, gradient_penalty
 from facecycle.losses.conditional import (ConditionalWeights, critic_objective, flipped_targets,
                                           generator_objective, sample_targets)
 from facecycle.models.build import build_conditional_discriminator, build_conditional_generator
-from facecycle.training.objectives.base import Objective, chained, critic_skipped, set_requires_grad
+from facecycle.training.objectives.base import Loop, Objective, chained, critic_skipped, set_requires_grad
 from facecycle.training.objectives.cyclegan import loader_workers
-
-if TYPE_CHECKING:
-    from facecycle.training.loop import Trainer
 
 MODE = "conditional"
 TARGET_NOISE = 0.1  # U(-0.1, 0.1) on active units (seed report 004, e3)
@@ -132,7 +129,7 @@ class ConditionalObjective(Objective):
         config, table = resolve_labels(config)
         return config, {"table": table}
 
-    def __init__(self, trainer: "Trainer", table: LabelTable) -> None:
+    def __init__(self, trainer: Loop, table: LabelTable) -> None:
         """`table`: the labels `prepare` read (the trainer's config records their columns)."""
         super().__init__(trainer)
         config, device = trainer.config, trainer.device

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 from torch import nn
@@ -27,11 +27,8 @@ from facecycle.losses import GAN_LOSSES, gradient_penalty
 from facecycle.losses.attention import MaskWeights, mask_regularizer
 from facecycle.losses.cyclegan import CycleWeights, discriminator_objective, generator_objective
 from facecycle.models.build import build_discriminator, build_generator
-from facecycle.training.objectives.base import Objective, chained, critic_skipped, set_requires_grad
+from facecycle.training.objectives.base import Loop, Objective, chained, critic_skipped, set_requires_grad
 from facecycle.training.pool import ImagePool
-
-if TYPE_CHECKING:
-    from facecycle.training.loop import Trainer
 
 
 def loader_workers(requested: int, device: torch.device) -> int:
@@ -48,7 +45,7 @@ class CycleGANObjective(Objective):
 
     mode = "cyclegan"
 
-    def __init__(self, trainer: "Trainer") -> None:
+    def __init__(self, trainer: Loop) -> None:
         super().__init__(trainer)
         config, device, rank, world_size = trainer.config, trainer.device, trainer.rank, trainer.world_size
         t, d = config.train, config.data
