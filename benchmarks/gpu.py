@@ -144,7 +144,7 @@ def train_cell(device: torch.device, size: int, precision: str, compile_on: bool
 def infer_rows(device: torch.device, sizes: list[int], batches: list[int], args: argparse.Namespace,
                budget: Budget) -> list[dict[str, Any]]:
     from facecycle.commands.bench import _config
-    from facecycle.models.build import build_generator
+    from facecycle.build import build_generator
 
     rows: list[dict[str, Any]] = []
     for precision, size, batch_size in itertools.product(["fp32", "bf16"], sizes, batches):

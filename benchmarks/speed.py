@@ -90,7 +90,7 @@ def plain_step(a: str, b: str, size: int, overrides: list[str]) -> Step:
     from facecycle.data.cache import CachedBatches, CachedDomain
     from facecycle.data.transforms import TransformSpec
     from facecycle.data.unpaired import UnpairedSampler
-    from facecycle.models.build import build_discriminator, build_generator
+    from facecycle.build import build_discriminator, build_generator
     from facecycle.training.pool import ImagePool
 
     config = _config({"size": size, "batch_size": 1, "device": "cpu", "overrides": overrides}, a, b)
@@ -197,7 +197,7 @@ def bench_inference(sizes: list[int], batches: list[int], reps: int, overrides: 
     from facecycle.inference.backends import onnxruntime_generator
     from facecycle.inference.loading import LoadedGenerator
     from facecycle.inference.translate import translate_tensor
-    from facecycle.models.build import build_generator
+    from facecycle.build import build_generator
 
     config = _config({"size": max(sizes), "batch_size": 1, "device": "cpu", "overrides": overrides})
     torch.manual_seed(0)

@@ -14,7 +14,7 @@ from conftest import facecycle_cmd, write_blobs
 from facecycle.config import Config, with_values
 from facecycle.losses.attention import MaskWeights, mask_regularizer
 from facecycle.models.attention import AttentionGenerator, compose, is_attention
-from facecycle.models.build import build_generator
+from facecycle.build import build_generator
 
 TINY = ["--size", "32", "--quiet", "--set", "model.gen_width=8", "--set", "model.disc_width=8",
         "--set", "model.gen_blocks=2", "--set", "model.attention_mask=true", "--set", "train.log_every=1"]

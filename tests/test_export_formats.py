@@ -107,7 +107,7 @@ def test_unet_grayscale_with_attention(fmt: str, tmp_path: Path) -> None:
     from facecycle.inference.export import export_generator
     from facecycle.inference.loading import generator_from_state, load_generator
     from facecycle.inference.translate import translate_tensor
-    from facecycle.models.build import build_generator
+    from facecycle.build import build_generator
 
     config = with_values(Config(), data={"channels": 1, "crop_size": 32, "load_size": 32},
                          model={"generator": "unet", "gen_width": 8, "gen_depth": 5, "gen_attention": True})

@@ -150,7 +150,7 @@ def test_attention_generators_stay_on_torch(home: Path) -> None:
     from facecycle.errors import ConfigError
     from facecycle.inference.backends import with_backend
     from facecycle.inference.loading import LoadedGenerator
-    from facecycle.models.build import build_generator
+    from facecycle.build import build_generator
 
     config = Config.from_dict({"data": {"crop_size": 32, "load_size": 36},
                                "model": {"gen_width": 8, "gen_blocks": 1, "attention_mask": True}}).validate()

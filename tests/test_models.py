@@ -8,7 +8,7 @@ import torch
 from facecycle.config import Config, with_values
 from facecycle.errors import ConfigError
 from facecycle.inference.translate import pad_to_multiple
-from facecycle.models.build import build_discriminator, build_generator
+from facecycle.build import build_discriminator, build_generator
 
 
 def tiny(**model) -> Config:
@@ -61,7 +61,7 @@ def test_spectral_norm_layers_get_the_paper_initialisation() -> None:
     largest singular value near 1 from the first step (15 power iterations, as torch's own
     spectral_norm does when applied; one more per training forward refines it)."""
     from facecycle.config import Config, with_values
-    from facecycle.models.build import build_discriminator
+    from facecycle.build import build_discriminator
     from facecycle.models.layers import raw_weight
 
     torch.manual_seed(0)
@@ -78,7 +78,7 @@ def test_face_region_discriminator_judges_the_whole_face_and_the_mouth() -> None
     """`face`: two distinct PatchGANs, one on the image, one on MOUTH_REGION; a change outside the
     mouth region moves only the first branch's logits; too small a size is a config error."""
     from facecycle.config import Config, with_values
-    from facecycle.models.build import build_discriminator
+    from facecycle.build import build_discriminator
     from facecycle.models.discriminators import MOUTH_REGION
 
     torch.manual_seed(0)

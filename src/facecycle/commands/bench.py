@@ -232,7 +232,7 @@ def _bench_train(spec: dict[str, Any], result: dict[str, Any]) -> None:
 def _bench_infer(spec: dict[str, Any], result: dict[str, Any]) -> None:
     import torch
 
-    from facecycle.models.build import build_generator
+    from facecycle.build import build_generator
     from facecycle.runtime.device import resolve_device
 
     config = _config(spec)

@@ -72,7 +72,7 @@ def size_multiple_of(net: nn.Module) -> int:
 def generator_from_state(config_dict: dict[str, Any], state_dict: dict[str, torch.Tensor], direction: str,
                          source: Path, step: int | None = None, device: torch.device | str = "cpu") -> LoadedGenerator:
     """Build the generator that `config_dict` describes, load `state_dict` into it, frozen in eval mode on `device`."""
-    from facecycle.models.build import build_generator
+    from facecycle.build import build_generator
 
     config = Config.from_dict(config_dict)
     net = build_generator(config)
@@ -95,7 +95,7 @@ def conditional_from_weights(config_dict: dict[str, Any], state_dict: dict[str, 
                              device: torch.device | str = "cpu") -> LoadedGenerator:
     """An *unbound* conditional generator (`net(x, c)`: x `(N, C, H, W)` in [-1, 1], c `(N, K)` in
     [0, 1]) built from its config and weights, frozen in eval mode on `device`."""
-    from facecycle.models.build import build_conditional_generator
+    from facecycle.build import build_conditional_generator
 
     config = Config.from_dict(config_dict)
     net = build_conditional_generator(config)

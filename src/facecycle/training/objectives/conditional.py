@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from facecycle.build import build_conditional_discriminator, build_conditional_generator
 from facecycle.config import Config, with_values
 from facecycle.data.images import load_image, make_grid, pil_to_tensor
 from facecycle.data.labels import VALUE_MAX, LabelTable, read_labels
@@ -34,7 +35,6 @@ from facecycle.errors import ConfigError, DataError
 from facecycle.losses import GAN_LOSSES, gradient_penalty
 from facecycle.losses.conditional import (ConditionalWeights, critic_objective, flipped_targets,
                                           generator_objective, sample_targets)
-from facecycle.models.build import build_conditional_discriminator, build_conditional_generator
 from facecycle.training.objectives.base import Loop, Objective, chained, critic_skipped, set_requires_grad
 from facecycle.training.objectives.cyclegan import loader_workers
 

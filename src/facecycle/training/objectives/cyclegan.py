@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from facecycle.build import build_discriminator, build_generator
 from facecycle.data.cache import CachedBatches, CachedDomain, is_cache
 from facecycle.data.images import load_image, make_grid, pil_to_tensor
 from facecycle.data.transforms import TransformSpec, apply_transform
@@ -26,7 +27,6 @@ from facecycle.errors import DataError
 from facecycle.losses import GAN_LOSSES, gradient_penalty
 from facecycle.losses.attention import MaskWeights, mask_regularizer
 from facecycle.losses.cyclegan import CycleWeights, discriminator_objective, generator_objective
-from facecycle.models.build import build_discriminator, build_generator
 from facecycle.training.objectives.base import Loop, Objective, chained, critic_skipped, set_requires_grad
 from facecycle.training.pool import ImagePool
 
