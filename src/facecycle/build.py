@@ -4,6 +4,8 @@ The network modules register their classes by name and never see a Config; only 
 
 from __future__ import annotations
 
+import inspect
+
 from torch import nn
 
 from facecycle.config import Config
@@ -53,14 +55,24 @@ def build_generator(config: Config, in_channels: int | None = None, out_channels
     return net
 
 
+def _parameters(cls: type) -> set[str]:
+    """The keyword arguments `cls.__init__` names."""
+    return set(inspect.signature(cls).parameters)
+
+
 def build_discriminator(config: Config, in_channels: int | None = None) -> nn.Module:
+    """A freshly initialised discriminator (N(0, 0.02)) as the config describes."""
     m = config.model
     cls = DISCRIMINATORS.get(m.discriminator)
-    net = cls(
+    settings = dict(
         in_channels=in_channels if in_channels is not None else config.data.channels,
         width=m.disc_width, layers=m.disc_layers, layers_2=m.disc_layers_2, scales=m.disc_scales,
         norm=m.norm, spectral_norm=m.spectral_norm, dual_lambda=config.loss.dual_lambda,
     )
+    # Each design names the settings it uses (`layers_2`/`dual_lambda` only "dual", `scales` only
+    # "multiscale", ...); it is given those and nothing else, so a constructor never needs a
+    # catch-all for the others.
+    net = cls(**{k: v for k, v in settings.items() if k in _parameters(cls)})
     if config.data.crop_size < net.min_size:
         raise ConfigError(
             f"data.crop_size {config.data.crop_size} is too small for discriminator '{m.discriminator}' with "
@@ -84,7 +96,6 @@ def build_conditional_generator(config: Config) -> nn.Module:
 
 def build_conditional_discriminator(config: Config) -> nn.Module:
     """A freshly initialised conditional critic (with its condition head) as `config` describes."""
-    from facecycle.errors import ConfigError
     m = config.model
     net = DISCRIMINATORS.get(m.discriminator)(
         in_channels=config.data.channels, condition_dim=m.condition_dim, width=m.disc_width, layers=m.disc_layers,

@@ -124,7 +124,7 @@ class ConditionalPatchDiscriminator(nn.Module):
     conditional = True
 
     def __init__(self, in_channels: int = 3, condition_dim: int = 1, width: int = 64, layers: int = 3,
-                 norm: str = "instance", spectral_norm: bool = False, **_: object) -> None:
+                 norm: str = "instance", spectral_norm: bool = False) -> None:
         super().__init__()
         self.trunk = PatchDiscriminator(in_channels, width, layers, norm, spectral_norm)
         channels = width * min(2**layers, 8)

@@ -92,7 +92,7 @@ class BranchedDiscriminator(nn.Module):
 @DISCRIMINATORS.register("patch")
 class SinglePatchDiscriminator(BranchedDiscriminator):
     def __init__(self, in_channels: int = 3, width: int = 64, layers: int = 3, norm: str = "instance",
-                 spectral_norm: bool = False, **_: object) -> None:
+                 spectral_norm: bool = False) -> None:
         super().__init__()
         self.branches = nn.ModuleList([PatchDiscriminator(in_channels, width, layers, norm, spectral_norm)])
         self.branch_weights = [1.0]
@@ -105,7 +105,7 @@ class DualDiscriminator(BranchedDiscriminator):
     L = lambda * L(D1) + (1 - lambda) * L(D2), e.g. a 3-layer and a 5-layer D with lambda = 0.5."""
 
     def __init__(self, in_channels: int = 3, width: int = 64, layers: int = 3, layers_2: int = 5,
-                 norm: str = "instance", spectral_norm: bool = False, dual_lambda: float = 0.5, **_: object) -> None:
+                 norm: str = "instance", spectral_norm: bool = False, dual_lambda: float = 0.5) -> None:
         super().__init__()
         self.branches = nn.ModuleList([
             PatchDiscriminator(in_channels, width, layers, norm, spectral_norm),
@@ -132,7 +132,7 @@ class FaceRegionDiscriminator(BranchedDiscriminator):
     """
 
     def __init__(self, in_channels: int = 3, width: int = 64, layers: int = 3, norm: str = "instance",
-                 spectral_norm: bool = False, dual_lambda: float = 0.5, **_: object) -> None:
+                 spectral_norm: bool = False, dual_lambda: float = 0.5) -> None:
         super().__init__()
         self.branches = nn.ModuleList([
             PatchDiscriminator(in_channels, width, layers, norm, spectral_norm),
@@ -153,7 +153,7 @@ class MultiScaleDiscriminator(BranchedDiscriminator):
     """The same PatchGAN design at `scales` resolutions (full, 1/2, 1/4 ...), losses averaged."""
 
     def __init__(self, in_channels: int = 3, width: int = 64, layers: int = 3, scales: int = 2,
-                 norm: str = "instance", spectral_norm: bool = False, **_: object) -> None:
+                 norm: str = "instance", spectral_norm: bool = False) -> None:
         super().__init__()
         self.branches = nn.ModuleList(
             [PatchDiscriminator(in_channels, width, layers, norm, spectral_norm) for _ in range(scales)]
