@@ -6,7 +6,6 @@ import contextlib
 
 import torch
 
-from facecycle.config import Config, with_values
 from facecycle.errors import ConfigError
 
 
@@ -24,15 +23,6 @@ def resolve_device(name: str) -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(f"{name} does not exist: {torch.cuda.device_count()} CUDA device(s) present")
     return device
-
-
-def with_resolved_precision(config: Config, device: torch.device) -> Config:
-    """`config` with `train.precision: auto` resolved for `device` (bf16 where native, else fp32),
-    so checkpoints record what ran; other values are kept (an emulated bf16 warns)."""
-    from facecycle.hardware import resolve_precision
-
-    precision = resolve_precision(config.train.precision, device.type)
-    return config if precision == config.train.precision else with_values(config, train={"precision": precision})
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -46,11 +46,11 @@ import torch.distributed as dist
 from torch import nn
 
 from facecycle import __version__
-from facecycle.config import Config
+from facecycle.config import Config, with_values
 from facecycle.errors import CheckpointError, ConfigError, TrainingDiverged
 from facecycle.runtime import checkpoints as ckpt
 from facecycle.runtime.checkpoints import CHECKPOINT_FORMAT
-from facecycle.runtime.device import autocast, resolve_device, with_resolved_precision
+from facecycle.runtime.device import autocast, resolve_device
 from facecycle.training import distributed as fdist
 from facecycle.training.compile import compiled, resolve_compile
 from facecycle.training.logging import RunLogger, scalars
@@ -101,6 +101,15 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
                 step = optimizer.state.get(p, {}).get("step")
                 if torch.is_tensor(step):
                     optimizer.state[p]["step"] = step.to(device=p.device, dtype=torch.float32)
+
+
+def with_resolved_precision(config: Config, device: torch.device) -> Config:
+    """`config` with `train.precision: auto` resolved for `device` (bf16 where native, else fp32),
+    so checkpoints record what ran; other values are kept (an emulated bf16 warns)."""
+    from facecycle.hardware import resolve_precision
+
+    precision = resolve_precision(config.train.precision, device.type)
+    return config if precision == config.train.precision else with_values(config, train={"precision": precision})
 
 
 class Trainer:
