@@ -1,60 +1,18 @@
 """Python API: `facecycle.Translator` on a really trained (2-step) tiny model.
 
-`tiny_run_dir` is shared with the export/serve/browser tests (imported from here): the model
-is trained once per session through the real CLI.
+The model is `tiny.tiny_run_dir`, shared with the export/serve/browser tests: trained once per
+session through the real CLI.
 """
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import facecycle_cmd, write_blobs
-
-TINY = ["--size", "32", "--steps", "2", "--quiet", "--set", "model.gen_width=8", "--set", "model.disc_width=8",
-        "--set", "model.gen_blocks=2"]
-
-
-def tiny_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run directory with a 2-step checkpoint of a tiny ResNet CycleGAN (trained once per session)."""
-    import os
-
-    root = tmp_path_factory.getbasetemp() / "facecycle_tiny_run"
-    run = root / "run"
-    if not (run / "checkpoints").is_dir():
-        write_blobs(root / "A", 6, (40, 40), seed=1, bright=False)
-        write_blobs(root / "B", 6, (36, 44), seed=2, bright=True, ext=".jpg")
-        env = dict(os.environ, OMP_NUM_THREADS="1")
-        done = subprocess.run(facecycle_cmd("train", "--data-a", str(root / "A"), "--data-b", str(root / "B"),
-                                            "--run-dir", str(run), *TINY), env=env, capture_output=True, text=True,
-                              timeout=300)
-        assert done.returncode == 0, done.stderr
-    return run
-
-
-def photo(size: tuple[int, int] = (50, 70), mode: str = "RGB", seed: int = 0) -> Image.Image:
-    """A smooth random colour image of `size` (W, H) in `mode`."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w]
-    img = np.stack([np.sin(xx / (3 + c) + rng.uniform(0, 6)) * np.cos(yy / (4 + c)) for c in range(3)], -1)
-    return Image.fromarray(((img + 1) * 127.5).astype(np.uint8)).convert(mode)
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_run_dir(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def translator(run_dir: Path):
-    from facecycle import Translator
-
-    return Translator.load(run_dir, device="cpu")
+from tiny import photo, run_dir, translator  # noqa: F401  (run_dir, translator: fixtures)
 
 
 def test_checkpoint_gives_both_directions(translator, run_dir: Path) -> None:

@@ -11,13 +11,13 @@ import torch
 from PIL import Image
 
 from conftest import facecycle_cmd, write_blobs
+from tiny import tiny_flags, tiny_model
 from facecycle.config import Config, with_values
 from facecycle.losses.attention import MaskWeights, mask_regularizer
 from facecycle.models.attention import AttentionGenerator, compose, is_attention
 from facecycle.models.build import build_generator
 
-TINY = ["--size", "32", "--quiet", "--set", "model.gen_width=8", "--set", "model.disc_width=8",
-        "--set", "model.gen_blocks=2", "--set", "model.attention_mask=true", "--set", "train.log_every=1"]
+TINY = tiny_flags("model.attention_mask=true", "train.log_every=1")
 
 
 def attention_config(generator: str = "resnet", channels: int = 3) -> Config:
@@ -139,8 +139,7 @@ def test_training_logs_mask_statistics_and_draws_masks(blob_domains: tuple[Path,
 
     a, b = blob_domains
     config = with_values(attention_config(), data={"data_a": str(a), "data_b": str(b), "crop_size": 32, "load_size": 36},
-                         model={"generator": "resnet", "gen_width": 8, "gen_blocks": 2, "attention_mask": True,
-                                "disc_width": 8},
+                         model=tiny_model(generator="resnet", attention_mask=True),
                          train={"steps": 3, "log_every": 1, "sample_every": 3, "checkpoint_every": 3})
     trainer = CycleGANTrainer(config, tmp_path / "run", progress=False)
     trainer.fit()

@@ -8,8 +8,6 @@ missing. Screenshots go to test-artifacts/ (gitignored).
 from __future__ import annotations
 
 import base64
-import os
-import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -18,19 +16,10 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from test_api_translator import photo, tiny_run_dir
-from test_serve_api import serving
+from serve_helpers import CHROMIUM_ARGS, chromium_path, serving
+from tiny import photo, tiny_run_dir
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
 ARTIFACTS = REPO / "test-artifacts"
-
-
-def chromium_path() -> str:
-    for candidate in (os.environ.get("FACECYCLE_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser")):
-        if candidate and Path(candidate).exists():
-            return candidate
-    pytest.skip("no Chromium found (apt-get install chromium, or set FACECYCLE_CHROMIUM)")
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import torch
 from facecycle.config import Config, with_values
 from facecycle.training.budget import fit_within, next_plan, replanned_decay
 from facecycle.training.schedule import linear_decay_factor
+from tiny import tiny_model
 
 
 def test_one_slow_window_cannot_shrink_the_run() -> None:
@@ -42,7 +43,7 @@ def test_budgeted_run_ends_on_its_plan_with_marks(blob_domains: tuple[Path, Path
 
     a, b = blob_domains
     config = with_values(Config(), data={"data_a": str(a), "data_b": str(b), "crop_size": 32, "load_size": 32},
-                         model={"gen_width": 8, "gen_blocks": 1, "disc_width": 8},
+                         model=tiny_model(blocks=1),
                          train={"steps": 10, "log_every": 1, "checkpoint_every": 10**9, "sample_every": 10**9})
     torch.set_num_threads(1)
     trainer = CycleGANTrainer(config, tmp_path / "run", progress=False)

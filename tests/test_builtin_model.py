@@ -69,7 +69,7 @@ def test_cli_translate_with_the_builtin_model_on_a_photo(portrait: Path, tmp_pat
 def test_serve_without_a_checkpoint_serves_smile() -> None:
     import httpx
 
-    from test_serve_api import free_port, wait_until_up
+    from serve_helpers import free_port, wait_until_up
     import os
 
     port = free_port()

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import write_blobs
+from tiny import tiny_config
 from facecycle.config import Config
 from facecycle.data.cache import CachedDomain, build_cache, index_path, masks_path
 from facecycle.errors import DataError
@@ -20,12 +21,8 @@ from facecycle.training.trainer import CycleGANTrainer
 
 
 def tiny(data_a: Path, data_b: Path, masks_a: Path | None = None, **train) -> Config:
-    return Config.from_dict({
-        "data": {"data_a": str(data_a), "data_b": str(data_b), "masks_a": str(masks_a) if masks_a else None,
-                 "crop_size": 32, "load_size": 36},
-        "model": {"gen_width": 8, "disc_width": 8, "gen_blocks": 2},
-        "train": {"batch_size": 2, "device": "cpu", "steps": 4, "log_every": 1, "sample_every": 100, **train},
-    }).validate()
+    return tiny_config(data_a, data_b, data={"masks_a": str(masks_a) if masks_a else None},
+                       train={"batch_size": 2, "device": "cpu", "steps": 4, "log_every": 1, "sample_every": 100, **train})
 
 
 def write_masks(images: list[Path], root: Path, mask_root: Path) -> None:

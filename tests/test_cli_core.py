@@ -13,22 +13,8 @@ import torch
 from PIL import Image
 
 from conftest import facecycle_cmd, write_blobs
+from tiny import TINY_TRAIN, run, train
 from facecycle.runtime.checkpoints import list_checkpoints, load_file
-
-TINY = ["--size", "32", "--quiet", "--set", "model.gen_width=8", "--set", "model.disc_width=8",
-        "--set", "model.gen_blocks=2", "--set", "train.log_every=1"]
-
-
-def run(args: list[str], env: dict[str, str], check: bool = True, timeout: float = 240) -> subprocess.CompletedProcess:
-    proc = subprocess.run(facecycle_cmd(*args), env=env, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"facecycle {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def train(a: Path, b: Path, run_dir: Path, env: dict[str, str], *extra: str, check: bool = True):
-    return run(["train", "--data-a", str(a), "--data-b", str(b), "--run-dir", str(run_dir), *TINY, *extra], env, check)
-
 
 def test_train_writes_run_and_resume_matches_uninterrupted_run(blob_domains, tmp_path, cli_env) -> None:
     a, b = blob_domains
@@ -58,7 +44,7 @@ def eval_json(line: str) -> dict:
 def test_sigkill_then_resume_continues_counters_lr_and_optimizer(blob_domains, tmp_path, cli_env) -> None:
     a, b = blob_domains
     run_dir = tmp_path / "run"
-    args = ["train", "--data-a", str(a), "--data-b", str(b), "--run-dir", str(run_dir), *TINY,
+    args = ["train", "--data-a", str(a), "--data-b", str(b), "--run-dir", str(run_dir), *TINY_TRAIN,
             "--steps", "400", "--set", "train.checkpoint_every=2", "--set", "train.keep_checkpoints=2",
             "--set", "train.decay_steps=400"]
     proc = subprocess.Popen(facecycle_cmd(*args), env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from conftest import facecycle_cmd
-from test_api_translator import photo, tiny_run_dir
+from tiny import photo, tiny_flags, tiny_run_dir
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts", "safetensors": ".safetensors"}
 
@@ -34,9 +34,7 @@ def tiny_conditional_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
         env = dict(os.environ, OMP_NUM_THREADS="1")
         done = subprocess.run(facecycle_cmd("train", "--config", "conditional_avatars", "--data", str(data / "images"),
                                             "--labels", str(data / "labels.csv"), "--run-dir", str(run), "--steps", "2",
-                                            "--size", "32", "--quiet", "--batch-size", "2",
-                                            "--set", "model.gen_width=8", "--set", "model.disc_width=8",
-                                            "--set", "model.gen_blocks=1"),
+                                            *tiny_flags(blocks=1, extra=["--batch-size", "2"])),
                               env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
     return run, data
@@ -256,8 +254,7 @@ def test_serve_api_takes_expressions_and_targets(cond_translator) -> None:
 
 
 def test_browser_expression_menu_and_sliders(cond, tmp_path: Path) -> None:
-    from test_browser_demo import CHROMIUM_ARGS, chromium_path
-    from test_serve_api import serving
+    from serve_helpers import CHROMIUM_ARGS, chromium_path, serving
 
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     executable = chromium_path()
@@ -426,9 +423,8 @@ def test_categorical_model_through_api_export_and_evaluate(cond, tmp_path: Path,
     run = tmp_path / "categorical"
     proc = subprocess.run(facecycle_cmd("train", "--config", "conditional_avatars", "--data", str(data / "images"),
                                         "--labels", str(data / "labels.csv"), "--run-dir", str(run), "--steps", "1",
-                                        "--size", "32", "--quiet", "--batch-size", "2", "--set", "model.gen_width=8",
-                                        "--set", "model.disc_width=8", "--set", "model.gen_blocks=1",
-                                        "--set", "data.label_kind=categorical", "--set", "data.label_columns=expression"),
+                                        *tiny_flags("data.label_kind=categorical", "data.label_columns=expression", blocks=1,
+                                                   extra=["--batch-size", "2"])),
                           env=cli_env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     t = Translator.load(run, device="cpu")

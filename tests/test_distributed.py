@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from conftest import facecycle_cmd, write_blobs
+from tiny import tiny_flags, tiny_raw
 from facecycle.config import Config
 from facecycle.runtime.checkpoints import list_checkpoints, load_file
 from facecycle.training.trainer import CycleGANTrainer
@@ -44,13 +45,10 @@ with distributed_context() as (rank, world_size):
 '''
 
 
-def tiny_raw(a: Path, b: Path, batch: int) -> dict:
-    return {"data": {"data_a": str(a), "data_b": str(b), "crop_size": 32, "load_size": 36},
-            "model": {"gen_width": 8, "disc_width": 8, "gen_blocks": 2},
-            "loss": {"gan": "lsgan"},
-            "optim": {},
-            "train": {"batch_size": batch, "pool_size": 0, "steps": 2, "device": "cpu", "log_every": 1,
-                      "sample_every": 100, "checkpoint_every": 100}}
+def tiny_lsgan(a: Path, b: Path, batch: int) -> dict:
+    return tiny_raw(a, b, loss={"gan": "lsgan"}, optim={},
+                    train={"batch_size": batch, "pool_size": 0, "steps": 2, "device": "cpu", "log_every": 1,
+                           "sample_every": 100, "checkpoint_every": 100})
 
 
 def torchrun(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -66,7 +64,7 @@ def test_two_ranks_equal_one_process_on_the_union(tmp_path, cli_env) -> None:
     write_blobs(b, 8, (36, 44), seed=2, bright=True)
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    torchrun(str(script), json.dumps(tiny_raw(a, b, batch=2)), str(tmp_path), env=cli_env)
+    torchrun(str(script), json.dumps(tiny_lsgan(a, b, batch=2)), str(tmp_path), env=cli_env)
 
     torch.set_num_threads(1)
     for name in ("lsgan", "wgangp"):
@@ -81,7 +79,7 @@ def test_two_ranks_equal_one_process_on_the_union(tmp_path, cli_env) -> None:
     assert steps == [1, 2]
     assert load_file(list_checkpoints(tmp_path / "run_lsgan")[-1])["counters"]["world_size"] == 2
 
-    single = CycleGANTrainer(Config.from_dict(tiny_raw(a, b, batch=4)).validate(), tmp_path / "single", progress=False)
+    single = CycleGANTrainer(Config.from_dict(tiny_lsgan(a, b, batch=4)).validate(), tmp_path / "single", progress=False)
     single.fit()
     ref = {f"{n}.{k}": v for n, net in single.nets.items() for k, v in net.state_dict().items()}
     ref.update({f"grad.{n}.{i}": p.grad for n, net in single.nets.items()
@@ -113,8 +111,7 @@ def test_torchrun_cli_writes_once_and_resumes_with_another_process_count(tmp_pat
     write_blobs(a, 6, (40, 40), seed=1, bright=False)
     write_blobs(b, 5, (36, 44), seed=2, bright=True)
     run = tmp_path / "run"
-    common = ["--size", "32", "--quiet", "--set", "model.gen_width=8", "--set", "model.disc_width=8",
-              "--set", "model.gen_blocks=2", "--set", "train.log_every=1", "--set", "model.norm=batch"]
+    common = tiny_flags("train.log_every=1", "model.norm=batch")
     proc = torchrun("-m", "facecycle", "train", "--data-a", str(a), "--data-b", str(b), "--run-dir", str(run),
                     "--steps", "4", "--until-step", "2", *common, env=cli_env)
     assert "2 process(es)" in proc.stdout

@@ -6,7 +6,7 @@ import json
 import subprocess
 
 from conftest import facecycle_cmd
-from test_cli_core import train
+from tiny import train
 from facecycle.runtime.checkpoints import load_file
 
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from conftest import facecycle_cmd
-from test_api_translator import tiny_run_dir
+from tiny import tiny_run_dir
 
 SIZES = [(32, 32), (50, 70), (33, 45), (9, 13)]  # (H, W): multiples of 4, odd, below the crop size
 SUFFIX = {"onnx": ".onnx", "torchscript": ".ts", "safetensors": ".safetensors"}

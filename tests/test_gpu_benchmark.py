@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
 
 
 def test_gpu_benchmark_smoke_run_prints_full_tables(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from conftest import facecycle_cmd, write_blobs
-from test_api_translator import tiny_run_dir
+from tiny import tiny_run_dir
 
 pytest.importorskip("onnxruntime")
 
@@ -131,7 +131,7 @@ def test_serve_with_onnxruntime_backend(run_dir: Path, home: Path) -> None:
 
     from facecycle.cli import build_parser
     from facecycle.inference.translator import Translator
-    from test_serve_api import client_for, png_bytes
+    from serve_helpers import client_for, png_bytes
 
     args = build_parser().parse_args(["serve", "--checkpoint", str(run_dir), "--backend", "onnxruntime"])
     assert args.backend == "onnxruntime"

@@ -9,11 +9,12 @@ from facecycle.config import Config, with_values
 from facecycle.errors import ConfigError
 from facecycle.inference.translate import pad_to_multiple
 from facecycle.models.build import build_discriminator, build_generator
+from tiny import tiny_model
 
 
 def tiny(**model) -> Config:
     return with_values(Config(), data={"crop_size": 32, "load_size": 32},
-                       model={"gen_width": 8, "disc_width": 8, "gen_blocks": 2, **model})
+                       model=tiny_model(**model))
 
 
 def test_paper_model_sizes() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import facecycle_cmd, write_blobs
 from facecycle.cli import main
-from test_cli_core import TINY, run
+from tiny import TINY_TRAIN, run, tiny_flags
 
 
 @pytest.fixture()
@@ -27,7 +27,7 @@ def dataroot(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_dataroot_for_train_evaluate_translate(dataroot, tmp_path, cli_env) -> None:
     run_dir = tmp_path / "run"
-    proc = run(["train", "--dataroot", str(dataroot), "--run-dir", str(run_dir), "--steps", "1", *TINY], cli_env)
+    proc = run(["train", "--dataroot", str(dataroot), "--run-dir", str(run_dir), "--steps", "1", *TINY_TRAIN], cli_env)
     assert "4 images in A, 4 in B" in proc.stdout
     stored = (run_dir / "config.yaml").read_text()
     assert str(dataroot / "trainA") in stored and str(dataroot / "testB") in stored  # testA/B: held-out folders
@@ -67,9 +67,9 @@ def test_dataroot_errors_read_like_the_folder_flags(dataroot, tmp_path, capsys) 
         return capsys.readouterr().err
 
     train_flags = error("train", "--data-a", str(dataroot / "trainA"), "--data-b", str(dataroot / "trainB"),
-                        "--run-dir", str(tmp_path / "r1"), *TINY)
+                        "--run-dir", str(tmp_path / "r1"), *TINY_TRAIN)
     assert "domain B folder does not exist" in train_flags
-    assert error("train", "--dataroot", str(dataroot), "--run-dir", str(tmp_path / "r1"), *TINY) == train_flags
+    assert error("train", "--dataroot", str(dataroot), "--run-dir", str(tmp_path / "r1"), *TINY_TRAIN) == train_flags
     eval_flags = error("evaluate", "--checkpoint", model, "--data-a", str(dataroot / "testA"), "--data-b",
                        str(dataroot / "testB"), "--out", str(tmp_path / "e"))
     assert "domain A folder does not exist" in eval_flags
@@ -93,8 +93,7 @@ def test_categorical_labels_given_to_an_au_preset_say_which_label_kind(tmp_path,
     labels = tmp_path / "labels.csv"
     labels.write_text("image,emotion\n" + "".join(f"{c}/img_00{i}.png,{c}\n" for c in ("happy", "sad") for i in range(2)))
     args = ["train", "--config", "conditional_au", "--data", str(images), "--labels", str(labels), "--steps", "1",
-            "--quiet", "--size", "32", "--set", "model.gen_width=8", "--set", "model.disc_width=8",
-            "--set", "model.gen_blocks=1", "--set", "model.disc_layers=2", "--set", "train.batch_size=2"]
+            *tiny_flags("model.disc_layers=2", "train.batch_size=2", blocks=1)]
     proc = run([*args, "--run-dir", str(tmp_path / "r1")], cli_env, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "has no presence columns" in proc.stderr and "use --set data.label_kind=categorical" in proc.stderr

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from tiny import tiny_overrides
 
-TINY = "model.gen_width=8,model.gen_blocks=1,model.disc_width=8"
+TINY = ",".join(tiny_overrides(blocks=1))
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from conftest import facecycle_cmd
-from test_api_translator import tiny_run_dir
+from tiny import tiny_run_dir
 
 
 @pytest.fixture(scope="module")

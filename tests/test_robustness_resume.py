@@ -14,9 +14,9 @@ import torch
 
 from conftest import facecycle_cmd
 from facecycle.runtime.checkpoints import list_checkpoints, load_file
+from tiny import TINY_TRAIN
 
-TINY = ["--size", "32", "--quiet", "--set", "model.gen_width=8", "--set", "model.disc_width=8",
-        "--set", "model.gen_blocks=2", "--set", "train.log_every=1"]
+TINY = TINY_TRAIN
 # Randomness beyond the data order: dropout in G, the WGAN-GP interpolation draws.
 RANDOM = ["--set", "loss.gan=wgan-gp", "--set", "model.gen_dropout=0.5"]
 

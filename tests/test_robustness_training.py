@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from facecycle.cli import main
+from tiny import TINY_TRAIN
 
-TINY = ["--size", "32", "--quiet", "--set", "model.gen_width=8", "--set", "model.disc_width=8",
-        "--set", "model.gen_blocks=2", "--set", "train.log_every=1"]
+TINY = TINY_TRAIN
 
 
 def train(blob_domains: tuple[Path, Path], run: Path, *extra: str) -> int:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import socket
-import subprocess
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -14,28 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import facecycle_cmd
-from test_api_translator import photo, run_dir, translator  # noqa: F401  (run_dir, translator: fixtures)
+from serve_helpers import client_for, png_bytes, serving
+from tiny import photo, run_dir, translator  # noqa: F401  (run_dir, translator: fixtures)
 
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
 pytest.importorskip("httpx", reason="httpx (FastAPI's TestClient) is not installed")
-
-
-def png_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-def client_for(translator, pipeline=None, **limits):
-    """A TestClient; use it as a context manager so that requests share one event loop and
-    worker threads (a fresh thread per request costs torch a slow thread-pool start)."""
-    from fastapi.testclient import TestClient
-
-    from facecycle.serve.app import ServeOptions, TranslatorPipeline, create_app
-
-    options = ServeOptions(**limits)
-    return TestClient(create_app(pipeline or TranslatorPipeline(translator, options.max_size), options))
 
 
 @pytest.fixture(scope="module")
@@ -168,51 +148,6 @@ def test_feature_hooks_reach_the_pipeline(translator) -> None:
                                data={"faces": "true", "expression": "sad"})
     assert response.status_code == 200
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(response.content))), plain[::-1, ::-1])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited early: {process.stdout.read() if process.stdout else ''}")
-        try:
-            if httpx.get(url + "/api/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("server did not start in time")
-
-
-@contextlib.contextmanager
-def serving(checkpoint: Path, max_upload_mb: str) -> Iterator[str]:
-    """`facecycle serve` in a real subprocess on a free localhost port; yields its base URL."""
-    import os
-
-    port = free_port()
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(facecycle_cmd("serve", "--checkpoint", str(checkpoint), "--port", str(port),
-                                             "--max-upload-mb", max_upload_mb),
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url, process)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")

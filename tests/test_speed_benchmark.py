@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = ["--set", "model.gen_width=8", "--set", "model.disc_width=8", "--set", "model.gen_blocks=1"]
+from conftest import REPO
+from tiny import tiny_sets
+
+TINY = tiny_sets(blocks=1)
 
 
 def test_speed_quick_prints_both_tables(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import write_blobs
+from tiny import tiny_config, tiny_overrides
 from facecycle.config import Config
 from facecycle.runtime import checkpoints as ckpt
 from facecycle.training.trainer import CycleGANTrainer, TrainingDiverged
@@ -27,9 +28,7 @@ def data(tmp_path: Path) -> tuple[Path, Path]:
 def tiny(a: Path, b: Path, **train) -> Config:
     values = {"batch_size": 2, "device": "cpu", "steps": 20, "log_every": 10, "sample_every": 100,
               "checkpoint_every": 2, "pool_size": 3, "max_bad_steps": 3, **train}
-    return Config.from_dict({"data": {"data_a": str(a), "data_b": str(b), "crop_size": 32, "load_size": 36},
-                             "model": {"gen_width": 8, "disc_width": 8, "gen_blocks": 1},
-                             "train": values}).validate()
+    return tiny_config(a, b, blocks=1, train=values)
 
 
 def snapshot(trainer: CycleGANTrainer) -> dict[str, torch.Tensor]:
@@ -167,7 +166,7 @@ def test_bench_case_reports_speed_memory_and_flops() -> None:
     from facecycle.commands.bench import run_case
 
     common = {"size": 32, "batch_size": 2, "iters": 1, "warmup": 1, "device": "cpu", "flops": True,
-              "overrides": ["model.gen_width=8", "model.disc_width=8", "model.gen_blocks=1"]}
+              "overrides": tiny_overrides(blocks=1)}
     train = run_case({"case": "train", "precision": "bf16", "channels_last": True, **common})
     infer = run_case({"case": "infer", "precision": "fp32", "channels_last": False, **common})
     for r in (train, infer):

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from conftest import facecycle_cmd
-from test_cli_core import train
+from tiny import train
 from test_faces_video import make_clip, read_clip
 
 
