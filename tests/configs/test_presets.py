@@ -15,7 +15,7 @@ from facecycle.data.images import list_images
 from facecycle.training.trainer import CycleGANTrainer
 
 PRESETS = preset_names()
-# Conditional presets train with ConditionalTrainer: see tests/test_conditional.py.
+# Conditional presets train with ConditionalTrainer: see tests/training/test_conditional.py.
 CYCLEGAN_PRESETS = [p for p in PRESETS if not resolve(p).is_conditional]
 
 
