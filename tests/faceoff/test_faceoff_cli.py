@@ -13,9 +13,9 @@ pytest.importorskip("mediapipe")
 
 from conftest import facecycle_cmd  # noqa: E402
 from faceoff_clips import avatar_frames, read_clip, write_clip  # noqa: E402
+from tiny import tiny_overrides, tiny_sets  # noqa: E402
 
-TINY = ["--face-size", "64", "--quiet", "--set", "model.gen_width=8", "--set", "model.disc_width=8",
-        "--set", "model.gen_blocks=1", "--set", "train.checkpoint_every=1000"]
+TINY = ["--face-size", "64", "--quiet", *tiny_sets("train.checkpoint_every=1000", blocks=1)]
 
 
 def faceoff(a, b, out, env, *extra: str) -> subprocess.CompletedProcess:
@@ -86,7 +86,7 @@ def test_minutes_budget_stops_with_a_checkpoint_and_the_next_call_continues(tmp_
     for folder in ("trainA", "trainB"):
         write_blobs(tmp_path / "data" / folder, 4, (64, 64), seed=len(folder), bright=folder.endswith("B"))
     kwargs = dict(config="faces", steps=10_000, minutes=0.02, size=64, device="cpu", quiet=True,
-                  overrides=["model.gen_width=8", "model.disc_width=8", "model.gen_blocks=1"])
+                  overrides=tiny_overrides(blocks=1))
     first = train_run(tmp_path / "data", tmp_path / "run", **kwargs)
     assert not first["complete"] and 0 < first["step"] < 10_000 and first["resumed_from"] is None
     second = train_run(tmp_path / "data", tmp_path / "run", **kwargs)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from facecycle.hardware import CpuCapabilities, resolve_precision
+from tiny import tiny_model
 
 AVX2_ONLY = CpuCapabilities("AMD EPYC (AVX2 only)", frozenset({"avx2", "fma"}), 2, 2)
 AVX512_BF16 = CpuCapabilities("AMD EPYC (Zen 4)", frozenset({"avx2", "avx512f", "avx512_bf16"}), 2, 2)
@@ -46,7 +47,7 @@ def test_trainer_resolves_auto_and_records_it(blob_domains: tuple[Path, Path], t
 
     a, b = blob_domains
     config = with_values(Config(), data={"data_a": str(a), "data_b": str(b), "crop_size": 32, "load_size": 32},
-                         model={"gen_width": 8, "disc_width": 8, "gen_blocks": 1},
+                         model=tiny_model(blocks=1),
                          train={"precision": "auto", "steps": 1, "device": "cpu"})
     trainer = CycleGANTrainer(config, tmp_path / "run", progress=False)
     assert trainer.config.train.precision == ("bf16" if cpu_runs_bf16_natively() else "fp32")
