@@ -3,7 +3,7 @@ throughput grid, printed as markdown tables to paste into BENCHMARKS.md (issue 1
 
     benchmarks/gpu.sh                      # = python benchmarks/gpu.py on cuda
     python benchmarks/gpu.py --budget-s 240 --output gpu.md
-    python benchmarks/gpu.py --smoke       # CPU, tiny model, 1 step per case (tests/test_gpu_benchmark.py)
+    python benchmarks/gpu.py --smoke       # CPU, tiny model, 1 step per case (tests/benchmarks/test_gpu_benchmark.py)
 
 Training: ResNet-9 + 70x70 PatchGAN, identity 0.5, pool 50, fused Adam, the real
 `CycleGANTrainer.g_step` + `d_step` on batches already on the device (the loader is measured by

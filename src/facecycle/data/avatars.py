@@ -442,7 +442,7 @@ class _Backend:
     each call (~20 ms, 20x the rasterisation at 128 px). `svg()` renders the same `main.svg`
     template with the same context from one cached Environment (~0.3 ms). It leans on the
     library's private helpers, so when they are missing (another version) it falls back to
-    the public `render_svg()`; `tests/test_avatars.py` checks both give identical pixels.
+    the public `render_svg()`; `tests/data/test_avatars.py` checks both give identical pixels.
     """
 
     def __init__(self) -> None:

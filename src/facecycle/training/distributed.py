@@ -14,7 +14,7 @@ What happens (see also facecycle.training.loop.Trainer; every training mode runs
 * The nets are wrapped in DistributedDataParallel: gradients are averaged across ranks in
   the backward pass. All CycleGAN losses are batch means, and instance norm works per image,
   so N ranks x batch B compute the same update as one process with batch N*B (checked by
-  tests/test_distributed.py up to float rounding, with pool_size 0: the image pool draws its
+  tests/training/test_distributed.py up to float rounding, with pool_size 0: the image pool draws its
   replays per rank, so with a pool the D batches differ -- by design, each rank keeps its
   own history of fakes).
 * Generators run several forward passes before one backward (fake, reconstruction, identity):
