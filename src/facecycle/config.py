@@ -17,6 +17,9 @@ import yaml
 
 from facecycle.errors import ConfigError
 
+#: train.best_metric's default: a CycleGAN score; conditional runs read it as "mean/kid_x100".
+DEFAULT_BEST_METRIC = "ab/kid_x100"
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -128,9 +131,15 @@ class TrainConfig:
     eval_every: int = 0  # evaluate on a fixed held-out sample every N steps (0 = off)
     eval_metrics: str = "kid,lpips"  # comma-separated, see facecycle.evaluation.metrics.METRICS
     eval_images: int = 32  # images per domain in the held-out sample
-    eval_data_a: Optional[str] = None  # held-out folders (default: evenly spaced images of the training folders)
-    eval_data_b: Optional[str] = None
-    best_metric: str = "ab/kid_x100"  # keep checkpoints/best.pt by this score (direction: declared in evaluation.metrics.REGISTRY)
+    eval_data_a: Optional[str] = None  # held-out folders (default: evenly spaced images of the training folders);
+    eval_data_b: Optional[str] = None  # conditional mode: eval_data_a only (default: evenly spaced labelled images)
+    # Keep checkpoints/best.pt by this score (direction: declared in evaluation.metrics.REGISTRY). CycleGAN
+    # scores are "ab/<score>", "ba/<score>"; conditional ones "<expression>/<score>" and "mean/<score>"
+    # (the default ab/kid_x100 reads as mean/kid_x100 there).
+    best_metric: str = DEFAULT_BEST_METRIC
+    # Conditional mode: expressions (presets or class names) each held-out image is translated to
+    # during in-training evaluation, comma-separated; "" = every one the model takes.
+    eval_expressions: str = ""
     mode: str = "cyclegan"  # cyclegan (two domains, data_a/data_b) | conditional (data.images + data.labels)
 
     def __post_init__(self) -> None:
@@ -292,6 +301,9 @@ class Config:
             if getattr(l, name) < 0:
                 problems.append(f"loss.{name} must be >= 0, got {getattr(l, name)}")
         if not cond:
+            if t.eval_expressions.strip():
+                problems.append("train.eval_expressions is for conditional models (train.mode=conditional); "
+                                "CycleGAN mode scores its two directions")
             return problems
         if d.label_kind not in ("presence", "intensity", "categorical"):
             problems.append(f"data.label_kind must be presence, intensity or categorical, got '{d.label_kind}'")
@@ -301,8 +313,14 @@ class Config:
             problems.append(f"model.condition_dim must be >= 0 (0 = from the labels), got {m.condition_dim}")
         if l.condition < 0:
             problems.append(f"loss.condition must be >= 0, got {l.condition}")
-        # train.eval_every: accepted; the training loop skips in-training evaluation of conditional
-        # models with a note (the periodic evaluator scores two-way translators only).
+        # In-training evaluation (train.eval_every): one held-out folder, scores per target expression.
+        if t.eval_data_b:
+            problems.append("train.eval_data_b is a CycleGAN-mode setting; conditional mode evaluates on one "
+                            "held-out folder: set train.eval_data_a (or leave it unset for labelled training images)")
+        prefix = t.best_metric.split("/", 1)[0] if "/" in t.best_metric else ""
+        if prefix in ("ab", "ba") and t.best_metric != DEFAULT_BEST_METRIC:
+            problems.append(f"train.best_metric '{t.best_metric}' names a CycleGAN direction; conditional scores "
+                            f"are named '<expression>/<score>' or 'mean/<score>' (e.g. mean/{t.best_metric.split('/', 1)[1]})")
         return problems
 
 

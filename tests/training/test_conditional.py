@@ -354,8 +354,8 @@ def test_checkpoints_written_before_the_shared_loop_resume(avatars: Path, blob_d
 
 
 def test_conditional_shares_the_loop_features(avatars: Path, tmp_path: Path, capsys) -> None:
-    """bf16 autocast and fused Adam like CycleGAN mode; in-training evaluation is skipped with one
-    note (the periodic evaluator scores two-way translators) and no best.pt."""
+    """bf16 autocast and fused Adam like CycleGAN mode; the evaluator hook gets G and keeps best.pt
+    by train.best_metric (the CycleGAN default reads as mean/kid_x100)."""
     from facecycle.training.conditional import ConditionalTrainer
 
     config = resolve("conditional_avatars", overrides=[
@@ -365,12 +365,16 @@ def test_conditional_shares_the_loop_features(avatars: Path, tmp_path: Path, cap
         "train.eval_every=1"])
     torch.set_num_threads(1)
     trainer = ConditionalTrainer(config, tmp_path / "run", progress=False)
-    trainer.evaluator = lambda *nets: {"kid": 0.0}
+    seen: list[tuple[nn.Module, ...]] = []
+    trainer.evaluator = lambda *nets: seen.append(nets) or {"mean/kid_x100": 3.0 - len(seen)}
     assert trainer.opt_G.defaults.get("fused") and trainer.opt_D.defaults.get("fused")
     last = trainer.fit()
     assert trainer.step == 2 and math.isfinite(last["loss_G"]) and trainer.config.train.precision == "bf16"
-    assert capsys.readouterr().err.count("in-training evaluation is not available for conditional models") == 1
-    assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+    assert "not available" not in capsys.readouterr().err
+    assert len(seen) == 2 and all(nets == (trainer.G,) for nets in seen)
+    best = load_file(tmp_path / "run" / "checkpoints" / "best.pt")
+    assert best["best"]["metric"] == "mean/kid_x100" and best["best"]["step"] == 2  # KID: lower is better
+    assert best["best"]["value"] == pytest.approx(1.0)
 
 
 def test_train_two_steps_resume_and_translate_with_targets(avatars: Path, tmp_path: Path, cli_env) -> None:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facecycle.runtime import RUN_CONFIG
+
+if TYPE_CHECKING:
+    import torch
+
+    from facecycle.training.conditional import ConditionalTrainer
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -157,8 +163,48 @@ def run_conditional(args: argparse.Namespace, config, run_dir: Path) -> int:
             print(f"training a conditional model on {trainer.device} ({world_size} process(es)): {len(table)} "
                   f"labelled images, {len(trainer.columns)} {trainer.kind} condition(s) ({', '.join(trainer.columns)}), "
                   f"{trainer.config.train.steps} steps -> {run_dir}")
+        attach_conditional_evaluator(trainer)
         last = trainer.fit(until_step=args.until_step)
         if rank == 0:
             print(f"done: step {trainer.step}, {last.get('images_per_s', float('nan')):.2f} images/s; "
                   f"checkpoints in {run_dir / ckpt.CHECKPOINT_DIR}")
     return 0
+
+
+def attach_conditional_evaluator(trainer: "ConditionalTrainer") -> None:
+    """Conditional mode's periodic held-out evaluation when train.eval_every > 0: every held-out
+    image translated to each target expression (train.eval_expressions, default every one the
+    model takes), scored per expression and averaged ("mean/<score>"); failures are logged, never
+    fatal. Held-out images: train.eval_data_a, else evenly spaced labelled training images."""
+    t = trainer.config.train
+    if not t.eval_every:
+        return
+    from facecycle.data.expressions import expression_targets
+    from facecycle.data.labels import parse_columns
+    from facecycle.errors import ConfigError
+    from facecycle.evaluation.periodic_conditional import MEAN, ConditionalPeriodicEvaluator
+
+    names = parse_columns(t.eval_expressions) or None
+    targets = expression_targets(trainer.columns, trainer.kind, names)  # a name the model cannot take fails here
+    prefixes = [*targets, MEAN]
+    if t.best_metric.split("/", 1)[0] not in prefixes or "/" not in t.best_metric:
+        raise ConfigError(f"train.best_metric '{t.best_metric}': this run's evaluation scores are named "
+                          f"'<target>/<score>' with target one of {', '.join(prefixes)} "
+                          f"(e.g. mean/{t.best_metric.rsplit('/', 1)[-1]}); set train.best_metric or train.eval_expressions")
+    metrics = [m.strip() for m in t.eval_metrics.split(",") if m.strip()]
+    evaluator = ConditionalPeriodicEvaluator(_conditional_held_out(trainer), targets, metrics=metrics)
+    trainer.evaluator = evaluator
+    trainer.score_higher_is_better = evaluator.higher_is_better
+
+
+def _conditional_held_out(trainer: "ConditionalTrainer") -> "torch.Tensor":
+    """`(N, C, S, S)` in [-1, 1]: train.eval_data_a's images, else evenly spaced labelled training images."""
+    from facecycle.evaluation.held_out import load_files, load_sample
+
+    t, d = trainer.config.train, trainer.config.data
+    if t.eval_data_a:
+        return load_sample(t.eval_data_a, t.eval_images, d.crop_size, d.channels, "held-out folder")[0]
+    # Without a held-out folder the sample is the training images: fine for tracking progress and
+    # picking the best checkpoint, not for reporting generalisation.
+    return load_files(sorted(trainer.table.paths), t.eval_images, d.crop_size, d.channels,
+                      "labelled training images", str(d.labels))[0]

@@ -27,12 +27,21 @@ def load_sample(folder: str | Path, count: int, size: int, channels: int, what: 
     A file that passes the cheap header check but fails to decode (a truncated JPEG) is skipped
     with a warning naming it and the reason, as training and translation do; an unused file of
     the folder takes its place."""
-    usable = usable_images(folder, what)
+    return load_files(usable_images(folder, what), count, size, channels, what, str(folder))
+
+
+def load_files(files: Sequence[Path], count: int, size: int, channels: int, what: str,
+               source: str = "") -> tuple[torch.Tensor, list[Path]]:
+    """Like `load_sample`, from a sorted list of image files (e.g. a labels table's paths):
+    `(N, C, size, size)` in [-1, 1] and the files used. `source` names them in messages."""
+    usable = list(files)
+    if not usable:
+        raise DataError(f"{what} {source}: no image files to sample from")
     picked = pick_evenly(usable, count)
     chosen = set(picked)
     spare = [p for p in usable if p not in chosen]
     spec = TransformSpec(crop_size=size, train=False)
-    tensors, files, skipped = [], [], []
+    tensors, used, skipped = [], [], []
     queue = list(picked)
     while queue:
         path = queue.pop(0)
@@ -44,10 +53,10 @@ def load_sample(folder: str | Path, count: int, size: int, channels: int, what: 
                 queue.append(spare.pop(0))
             continue
         tensors.append(pil_to_tensor(apply_transform(image, spec, None)[0]))  # type: ignore[arg-type]
-        files.append(path)
+        used.append(path)
     if skipped:
-        warnings.warn(f"{what} {folder}: skipped {len(skipped)} unreadable image(s): " + "; ".join(skipped[:5]),
+        warnings.warn(f"{what} {source}: skipped {len(skipped)} unreadable image(s): " + "; ".join(skipped[:5]),
                       stacklevel=2)
     if not tensors:
-        raise DataError(f"{what} {folder} contains no image that can be decoded")
-    return torch.stack(tensors), files
+        raise DataError(f"{what} {source} contains no image that can be decoded")
+    return torch.stack(tensors), used

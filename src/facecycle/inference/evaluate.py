@@ -93,21 +93,13 @@ def evaluate_checkpoint(checkpoint: str | Path, data_a: str | Path, data_b: str 
 #: What `facecycle evaluate` measures on a conditional checkpoint when --metrics is not given.
 CONDITIONAL_METRICS = ("expression", "identity", "kid", "lpips")
 
-# Our expression presets (facecycle.inference.conditional) -> the `fer` classifier's class names.
-_FER_NAMES = {"joy": "happy", "sadness": "sad", "surprise": "surprise", "anger": "angry", "fear": "fear",
-              "disgust": "disgust", "neutral": "neutral"}
-
 
 def classifier_expression(name: str) -> str | None:
-    """The expression classifier's class for a preset or class name ("joy", "happiness" -> "happy"),
-    None when it has no such class (contempt, or a class name it does not know)."""
-    from facecycle.errors import ConfigError
-    from facecycle.inference.conditional import canonical_expression
+    """The expression classifier's class for a preset or class name ("joy" -> "happy"), None when it
+    has none; see `facecycle.data.expressions.classifier_expression` (where it lives, below inference)."""
+    from facecycle.data.expressions import classifier_expression as judged
 
-    try:
-        return _FER_NAMES.get(canonical_expression(name))
-    except ConfigError:
-        return None
+    return judged(name)
 
 
 def labelled_with(table, vector) -> list[Path]:

@@ -179,6 +179,7 @@ class Trainer:
         self.evaluator: Optional[Callable[..., Optional[dict[str, float]]]] = None
         self.score_higher_is_better: Callable[[str], bool] = lambda name: False
         self._told_no_evaluation = False
+        self._told_no_best = False
 
     # ---- construction helpers ------------------------------------------------------------
     @property
@@ -398,7 +399,15 @@ class Trainer:
 
     def _maybe_keep_best(self, metrics: dict[str, float]) -> None:
         name = self.config.train.best_metric
-        if name not in metrics or not math.isfinite(metrics[name]):
+        if name not in metrics:
+            if not self._told_no_best and self.is_main:
+                self._told_no_best = True
+                shown = ", ".join(sorted(metrics)[:12]) + (", ..." if len(metrics) > 12 else "")
+                print(f"train.best_metric: no score '{name}' among this run's evaluation scores ({shown}), so no "
+                      "best.pt; set train.best_metric to one of them (or add its metric to train.eval_metrics)",
+                      file=sys.stderr)
+            return
+        if not math.isfinite(metrics[name]):
             return
         value = metrics[name]
         old = self.best.get("value")

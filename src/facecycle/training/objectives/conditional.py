@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from facecycle.build import build_conditional_discriminator, build_conditional_generator
-from facecycle.config import Config, with_values
+from facecycle.config import DEFAULT_BEST_METRIC, Config, with_values
 from facecycle.data.images import load_image, make_grid, pil_to_tensor
 from facecycle.data.labels import VALUE_MAX, LabelTable, read_labels
 from facecycle.data.transforms import TransformSpec, apply_transform
@@ -127,6 +127,8 @@ class ConditionalObjective(Objective):
     @staticmethod
     def prepare(config: Config) -> tuple[Config, dict[str, Any]]:
         config, table = resolve_labels(config)
+        if config.train.best_metric == DEFAULT_BEST_METRIC:  # a CycleGAN score name: the conditional equivalent
+            config = with_values(config, train={"best_metric": "mean/" + DEFAULT_BEST_METRIC.split("/", 1)[1]}).validate()
         return config, {"table": table}
 
     def __init__(self, trainer: Loop, table: LabelTable) -> None:
@@ -298,6 +300,11 @@ class ConditionalObjective(Objective):
         (path.parent / "columns.txt").write_text(
             "real | G(x, own labels) | " + " | ".join(f"flip {u}" if self.kind != "categorical" else u
                                                      for u in self.columns[:units]) + "\n")
+
+    def evaluation_nets(self) -> Optional[tuple[nn.Module, ...]]:
+        """(G,): the in-training evaluator (`evaluation.periodic_conditional`) translates its held-out
+        sample with G(x, c) to each target; the loop puts G in eval mode around the call."""
+        return (self.G,)
 
     def progress_postfix(self, losses: dict[str, Any]) -> dict[str, str]:
         return {k.removeprefix("loss_"): f"{v:.3f}" for k, v in losses.items()
