@@ -12,18 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from PIL import Image
 
 from conftest import facecycle_cmd, write_blobs
 from facecycle.config import resolve
+from facecycle.data.expressions import target_vector
 from facecycle.data.labels import read_labels
 from facecycle.errors import ConfigError, DataError
-from facecycle.inference.conditional import target_vector
 from facecycle.losses import GAN_LOSSES
-from facecycle.losses.conditional import (ConditionalWeights, condition_loss, critic_objective, flipped_targets,
-                                          generator_objective, sample_targets, total_variation)
-from facecycle.models.conditional import (ConditionalPatchDiscriminator, ConditionalResnetGenerator,
-                                          concat_condition, tile_condition)
+from facecycle.losses.stargan import (ConditionalWeights, condition_loss, critic_objective, flipped_targets,
+                                      generator_objective, sample_targets, total_variation)
+from facecycle.models.conditional_nets import (ConditionalPatchDiscriminator, ConditionalResnetGenerator,
+                                               concat_condition, tile_condition)
 from facecycle.runtime.checkpoints import list_checkpoints, load_file
 
 TINY = ["--size", "32", "--quiet", "--set", "model.gen_width=8", "--set", "model.disc_width=8",
@@ -249,7 +250,7 @@ def avatars(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("preset", ["conditional_au", "conditional_avatars"])
 def test_conditional_presets_train_two_steps(preset: str, avatars: Path, tmp_path: Path) -> None:
-    from facecycle.training.conditional import ConditionalTrainer
+    from facecycle.training.trainer import ConditionalTrainer
 
     config = resolve(preset, overrides=[
         f"data.images={avatars / 'images'}", f"data.labels={avatars / 'labels.csv'}", "data.crop_size=48",
@@ -277,7 +278,7 @@ def test_conditional_resume_is_bitwise_exact(avatars: Path, tmp_path: Path) -> N
     """Train 5 steps straight vs 2 steps, a fresh trainer resumed from that checkpoint, then 3 more:
     identical weights, optimizer state and RNG (targets, GP mixing), with an extra critic step
     (n_critic 2) and an epoch boundary (10 images: 5 batches of 2 an epoch, 2 batches a step)."""
-    from facecycle.training.conditional import ConditionalTrainer
+    from facecycle.training.trainer import ConditionalTrainer
 
     config = resolve("conditional_avatars", overrides=[
         f"data.images={avatars / 'images'}", f"data.labels={avatars / 'labels.csv'}", "data.crop_size=32",
@@ -308,7 +309,7 @@ def test_checkpoints_written_before_the_shared_loop_resume(avatars: Path, blob_d
     and CycleGAN ones (no `mode` key) still resume, with the fused optimizer of this run."""
     from facecycle.errors import CheckpointError
     from facecycle.runtime.checkpoints import atomic_save
-    from facecycle.training.conditional import ConditionalTrainer
+    from facecycle.training.trainer import ConditionalTrainer
     from facecycle.training.trainer import CycleGANTrainer
 
     torch.set_num_threads(1)
@@ -356,7 +357,7 @@ def test_checkpoints_written_before_the_shared_loop_resume(avatars: Path, blob_d
 def test_conditional_shares_the_loop_features(avatars: Path, tmp_path: Path, capsys) -> None:
     """bf16 autocast and fused Adam like CycleGAN mode; the evaluator hook gets G and keeps best.pt
     by train.best_metric (the CycleGAN default reads as mean/kid_x100)."""
-    from facecycle.training.conditional import ConditionalTrainer
+    from facecycle.training.trainer import ConditionalTrainer
 
     config = resolve("conditional_avatars", overrides=[
         f"data.images={avatars / 'images'}", f"data.labels={avatars / 'labels.csv'}", "data.crop_size=32",
@@ -424,7 +425,7 @@ def test_translate_faces_with_a_conditional_model(avatars: Path, shared_faces: P
     from facecycle.config import resolve as resolve_config
     from facecycle.inference.faces import translate_faces_in_paths
     from facecycle.inference.loading import load_generator
-    from facecycle.training.conditional import ConditionalTrainer
+    from facecycle.training.trainer import ConditionalTrainer
 
     config = resolve_config("conditional_avatars", overrides=[
         f"data.images={avatars / 'images'}", f"data.labels={avatars / 'labels.csv'}", "data.crop_size=32",
@@ -527,7 +528,7 @@ def test_avatar_training_moves_estimated_units_toward_the_target(tmp_path: Path)
     from facecycle.data.avatars import build_conditional_dataset
     from facecycle.inference.loading import load_generator
     from facecycle.inference.translate import translate_tensor
-    from facecycle.training.conditional import ConditionalTrainer
+    from facecycle.training.trainer import ConditionalTrainer
 
     torch.set_num_threads(2)
     data = build_conditional_dataset(tmp_path / "train", n=300, size=AVATAR_SIZE, seed=0, n_test=40)["out_dir"]

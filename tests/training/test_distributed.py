@@ -164,7 +164,7 @@ import json, sys
 import torch
 torch.set_num_threads(1)
 from facecycle.config import resolve
-from facecycle.training.conditional import ConditionalTrainer
+from facecycle.training.trainer import ConditionalTrainer
 from facecycle.training.distributed import distributed_context
 
 overrides, out = json.loads(sys.argv[1]), sys.argv[2]

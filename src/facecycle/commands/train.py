@@ -12,7 +12,7 @@ from facecycle.runtime import RUN_CONFIG
 if TYPE_CHECKING:
     import torch
 
-    from facecycle.training.conditional import ConditionalTrainer
+    from facecycle.training.trainer import ConditionalTrainer
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -146,7 +146,7 @@ def run_conditional(args: argparse.Namespace, config, run_dir: Path) -> int:
     from facecycle.training.distributed import distributed_context
 
     with distributed_context() as (rank, world_size):
-        from facecycle.training.conditional import ConditionalTrainer
+        from facecycle.training.trainer import ConditionalTrainer
 
         trainer = ConditionalTrainer(config, run_dir, rank=rank, world_size=world_size, progress=not args.quiet)
         table = trainer.table

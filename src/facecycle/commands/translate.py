@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     generator = with_backend(generator, args.backend, args.precision)
     if generator.target is not None:
-        from facecycle.inference.conditional import describe_target
+        from facecycle.data.expressions import describe_target
 
         args.direction = f"to {describe_target(generator.target, generator.condition_columns, generator.condition_kind or '')}"
     if args.faces:

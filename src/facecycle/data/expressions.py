@@ -1,6 +1,6 @@
 """Condition targets for conditional models: `--target "AU06=1,AU12=1"` and `--expression joy`,
 as `(K,)` vectors in [0, 1] (network units). Pure data and tensor arithmetic: training,
-evaluation and inference all use it (inference re-exports it from `facecycle.inference.conditional`).
+evaluation and inference all use it (`facecycle.inference.targets` binds targets to generators).
 
 A target names values in the labels' own units: presence 0/1, intensity 0-5 (OpenFace
 `AUxx_r`), categorical class=1. Units the target does not name are 0 (the target is absolute,

@@ -63,9 +63,9 @@ def fingerprint(generator: LoadedGenerator) -> str:
 
 def unsupported_reason(generator: LoadedGenerator, device: torch.device, precision: str = "fp32") -> Optional[str]:
     """Why ONNX Runtime cannot run `generator` as facecycle would with PyTorch; None when it can."""
-    from facecycle.inference.conditional import FixedTargetGenerator
+    from facecycle.inference.targets import FixedTargetGenerator
     from facecycle.inference.exported import OnnxGenerator
-    from facecycle.models.conditional import ConditionalResnetGenerator
+    from facecycle.models.conditional_nets import ConditionalResnetGenerator
     from facecycle.models.generators import ResnetGenerator, UnetGenerator
 
     net = generator.net.net if isinstance(generator.net, FixedTargetGenerator) else generator.net
@@ -106,7 +106,7 @@ def with_backend(generator: LoadedGenerator, backend: str = "torch", precision: 
         raise ConfigError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
     if backend == "torch":
         return generator
-    from facecycle.inference.conditional import FixedTargetGenerator
+    from facecycle.inference.targets import FixedTargetGenerator
     from facecycle.inference.exported import OnnxGenerator
     from facecycle.inference.translate import _device
 

@@ -139,7 +139,8 @@ def evaluate_conditional(checkpoint: str | Path, data: str | Path, out: str | Pa
     from facecycle.evaluation.held_out import load_sample
     from facecycle.evaluation.metrics import check_metric_names, evaluate_translations
     from facecycle.evaluation.report import write_index, write_report
-    from facecycle.inference.conditional import available_expressions, bind_target, describe_target
+    from facecycle.data.expressions import available_expressions, describe_target
+    from facecycle.inference.targets import bind_target
     from facecycle.inference.loading import load_model
     from facecycle.inference.translate import translate_tensor
     from facecycle.runtime.checkpoints import resolve_checkpoint

@@ -171,7 +171,7 @@ def export_generator(generator: LoadedGenerator, output: str | Path, fmt: str | 
     """
     path = Path(output)
     fmt = format_for(path, fmt)
-    from facecycle.inference.conditional import FixedTargetGenerator
+    from facecycle.inference.targets import FixedTargetGenerator
 
     if isinstance(generator.net, FixedTargetGenerator):  # a bound conditional generator: export it unbound
         generator = dataclasses.replace(generator, net=generator.net.net, target=None)

@@ -30,7 +30,7 @@ class LoadedGenerator:
     two states: *unbound* (`target` None): `net(x, c)` takes the image and a `(N, K)` float
     condition in [0, 1] (the loaders' `load_model` returns this); *bound* (`target` the `(K,)`
     vector in [0, 1]): `net(x)` closes over the target like a plain generator (see
-    `facecycle.inference.conditional.bind_target`). `condition_kind` is presence, intensity or
+    `facecycle.inference.targets.bind_target`). `condition_kind` is presence, intensity or
     categorical.
     """
 

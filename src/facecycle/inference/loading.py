@@ -49,7 +49,7 @@ def model_mode(path: str | Path) -> str:
 def load_model(path: str | Path, direction: str = "a2b", device: torch.device | str | None = None) -> LoadedGenerator:
     """Like `load_generator`, but a conditional model (checkpoint or export) comes back *unbound*:
     `net(x, c)` with `c` the `(N, K)` condition in [0, 1] (`needs_target` is True); bind a target with
-    `facecycle.inference.conditional.bind_target`. `direction` does not apply to conditional models.
+    `facecycle.inference.targets.bind_target`. `direction` does not apply to conditional models.
     Plain (CycleGAN) models come back as `load_generator` returns them."""
     from facecycle.runtime import checkpoints as ckpt
     from facecycle.runtime.device import resolve_device
@@ -81,7 +81,7 @@ def load_generator(path: str | Path, direction: str = "a2b", device: torch.devic
     """
     generator = load_model(path, direction, device)
     if generator.needs_target:
-        from facecycle.inference.conditional import bind_target
+        from facecycle.inference.targets import bind_target
 
         return bind_target(generator, target, expression)
     if target is not None or expression:
@@ -100,6 +100,6 @@ def conditional_from_state(state: dict[str, Any], source: Path, device: torch.de
                                          state.get("counters", {}).get("step"), device)
     if target is None and not expression:
         return generator
-    from facecycle.inference.conditional import bind_target
+    from facecycle.inference.targets import bind_target
 
     return bind_target(generator, target, expression)

@@ -165,7 +165,7 @@ class Translator:
         cover); [] for a CycleGAN."""
         if not self.conditional:
             return []
-        from facecycle.inference.conditional import available_expressions
+        from facecycle.data.expressions import available_expressions
 
         return available_expressions(self.condition_columns, self.condition_kind or "presence")
 
@@ -204,7 +204,7 @@ class Translator:
         model = self.config.get("model", {})
         condition = None
         if self.conditional:
-            from facecycle.inference.conditional import condition_info
+            from facecycle.inference.targets import condition_info
 
             condition = condition_info(self._get(self.direction))
         return {
@@ -240,13 +240,13 @@ class Translator:
         generator = self._get(direction or self.direction)
         if generator.needs_target:
             if target is None and not expression:
-                from facecycle.inference.conditional import EXPRESSION_TARGETS
+                from facecycle.data.expressions import EXPRESSION_TARGETS
 
                 columns = generator.condition_columns
                 raise ConfigError(
                     f"this is a conditional model: pass target= (e.g. \"{columns[0]}=1\"; its conditions are "
                     f"{', '.join(columns)}) or expression= ({', '.join(self.expressions or list(EXPRESSION_TARGETS))})")
-            from facecycle.inference.conditional import bind_target
+            from facecycle.inference.targets import bind_target
 
             return bind_target(generator, target, expression)
         if target is not None or expression:

@@ -28,7 +28,7 @@ from typing import Sequence
 
 import torch
 
-from facecycle.losses.conditional import total_variation
+from facecycle.losses.stargan import total_variation
 
 
 @dataclass(frozen=True)

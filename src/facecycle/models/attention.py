@@ -7,7 +7,7 @@ output keeps the input wherever the mask is closed:
 
 so a face keeps its identity, background and sharpness by construction, and the network spends
 its capacity where the expression lives. (The conditional generator uses GANimation's opposite
-convention, A = 1 keeps the input; see facecycle.models.conditional.)
+convention, A = 1 keeps the input; see facecycle.models.conditional_nets.)
 
 The trap of this scheme is the all-zero mask: cycle and identity losses are then exactly 0
 because the generator copies its input. The guard lives in the loss

@@ -33,7 +33,7 @@ from facecycle.data.transforms import TransformSpec, apply_transform
 from facecycle.data.unpaired import item_seed
 from facecycle.errors import ConfigError, DataError
 from facecycle.losses import GAN_LOSSES, gradient_penalty
-from facecycle.losses.conditional import (ConditionalWeights, critic_objective, flipped_targets,
+from facecycle.losses.stargan import (ConditionalWeights, critic_objective, flipped_targets,
                                           generator_objective, sample_targets)
 from facecycle.training.objectives.base import Loop, Objective, chained, critic_skipped, set_requires_grad
 from facecycle.training.objectives.cyclegan import loader_workers

@@ -6,9 +6,9 @@ not a change). A name without a value means "active": 1 for presence and classes
 `INTENSITY_ACTIVE` (3 on the 0-5 scale, a clearly visible movement) for intensities.
 
 Expression presets (joy AU06+AU12, sadness, surprise, contempt, anger, fear, disgust, neutral;
-the table is in `facecycle.data.expressions`, where they live so training and evaluation can
-use them without importing inference) are re-exported here: `EXPRESSION_TARGETS`,
-`target_vector`, `available_expressions`, `describe_target`, ...
+the table and the target-vector functions are in `facecycle.data.expressions`, where training
+and evaluation use them without importing inference). This module binds a target to a loaded
+generator (`bind_target`, `FixedTargetGenerator`) and describes a model's conditions.
 """
 
 from __future__ import annotations
@@ -19,10 +19,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from facecycle.data.expressions import (EXPRESSION_ALIASES, EXPRESSION_TARGETS, INTENSITY_ACTIVE,  # noqa: F401
-                                        _UNIT, _class_index, _unit_key, available_expressions,
-                                        canonical_expression, describe_target, expression_values,
-                                        target_vector)
+from facecycle.data.expressions import expression_values, target_vector
 from facecycle.data.labels import VALUE_MAX
 from facecycle.errors import ConfigError
 from facecycle.inference.generator import LoadedGenerator

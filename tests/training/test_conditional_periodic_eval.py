@@ -76,7 +76,7 @@ def test_cli_run_logs_per_expression_scores_and_keeps_best(avatars: Path, tmp_pa
 def test_default_metrics_choose_best_by_mean_kid(avatars: Path, tmp_path: Path) -> None:
     """Default eval_metrics (kid, lpips) and best_metric: the CycleGAN default reads as mean/kid_x100."""
     from facecycle.commands.train import attach_conditional_evaluator
-    from facecycle.training.conditional import ConditionalTrainer
+    from facecycle.training.trainer import ConditionalTrainer
 
     torch.set_num_threads(1)
     config = _config(avatars, "train.eval_every=2", "train.eval_images=4", "train.eval_expressions=joy")
@@ -97,7 +97,7 @@ def test_a_failing_metric_does_not_stop_training(avatars: Path, tmp_path: Path, 
     """KID with its network file missing: a logged error at each evaluation, training goes on."""
     from facecycle.commands.train import attach_conditional_evaluator
     from facecycle.evaluation.fid import FID_WEIGHTS_ENV
-    from facecycle.training.conditional import ConditionalTrainer
+    from facecycle.training.trainer import ConditionalTrainer
 
     monkeypatch.setenv(FID_WEIGHTS_ENV, str(tmp_path / "no_such_inception.pt"))
     torch.set_num_threads(1)
@@ -152,12 +152,12 @@ def test_evaluator_scores_each_target_and_restores_mode() -> None:
 
 def test_expression_targets_below_inference() -> None:
     from facecycle.data.expressions import classifier_expression, expression_targets
-    from facecycle.inference import conditional as inference_conditional
     from facecycle.data import expressions
+    from facecycle.inference import targets as inference_targets
 
-    for name in ("EXPRESSION_TARGETS", "EXPRESSION_ALIASES", "INTENSITY_ACTIVE", "target_vector",
-                 "available_expressions", "describe_target", "expression_values", "canonical_expression"):
-        assert getattr(inference_conditional, name) is getattr(expressions, name)
+    # inference binds targets with the same functions training and evaluation use
+    for name in ("target_vector", "expression_values"):
+        assert getattr(inference_targets, name) is getattr(expressions, name)
     columns = ["AU01", "AU04", "AU06", "AU12", "AU15"]
     targets = expression_targets(columns, "presence")
     assert list(targets) == ["joy", "sadness", "neutral"]
@@ -186,7 +186,7 @@ def test_training_and_evaluation_never_import_inference() -> None:
 
 def test_config_checks_for_conditional_evaluation(avatars: Path, tmp_path: Path) -> None:
     from facecycle.commands.train import attach_conditional_evaluator
-    from facecycle.training.conditional import ConditionalTrainer
+    from facecycle.training.trainer import ConditionalTrainer
 
     with pytest.raises(ConfigError, match="train.eval_data_b is a CycleGAN-mode setting"):
         _config(avatars, f"train.eval_data_b={avatars / 'test'}")
