@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Callable
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -105,16 +106,22 @@ def run(args: argparse.Namespace) -> int:
                                   [m.strip() for m in args.metrics.split(",") if m.strip()], args.max_images,
                                   {"a2b": args.target_expression, "b2a": args.source_expression},
                                   args.device, args.batch_size, args.feature_cache)
-    for direction, result in results.items():
+    print_results(results, args.out, "direction", lambda direction, _: direction)
+    return 0
+
+
+def print_results(results: dict[str, dict], out: str, per: str, heading: Callable[[str, dict], str]) -> None:
+    """One line of numeric scores per evaluated set (`heading(name, result)`: its label), its
+    warnings and unavailable metrics, then where the reports are."""
+    for name, result in results.items():
         shown = ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items() if isinstance(v, (int, float)))
-        print(f"{direction}: {shown}")
+        print(f"{heading(name, result)}: {shown}")
         for warning in result.get("warnings", []):
             print(f"  warning: {warning}")
-        for name, reason in result.get("unavailable", {}).items():
-            print(f"  {name}: unavailable ({reason})")
-    print(f"report: {Path(args.out).resolve() / 'report.html'} (per direction: "
-          + ", ".join(f"{d}/report.html" for d in results) + ")")
-    return 0
+        for metric, reason in result.get("unavailable", {}).items():
+            print(f"  {metric}: unavailable ({reason})")
+    print(f"report: {Path(out).resolve() / 'report.html'} (per {per}: "
+          + ", ".join(f"{n}/report.html" for n in results) + ")")
 
 
 def run_conditional(args: argparse.Namespace) -> int:
@@ -130,13 +137,5 @@ def run_conditional(args: argparse.Namespace) -> int:
     expressions = [e.strip() for e in args.expressions.split(",") if e.strip()] if args.expressions else None
     results = evaluate_conditional(args.checkpoint, data, args.out, expressions, metrics, args.labels,
                                    args.max_images, args.device, args.batch_size, args.feature_cache)
-    for name, result in results.items():
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in result["metrics"].items() if isinstance(v, (int, float)))
-        print(f"to {name} ({result['target']['condition']}): {shown}")
-        for warning in result.get("warnings", []):
-            print(f"  warning: {warning}")
-        for metric, reason in result.get("unavailable", {}).items():
-            print(f"  {metric}: unavailable ({reason})")
-    print(f"report: {Path(args.out).resolve() / 'report.html'} (per expression: "
-          + ", ".join(f"{n}/report.html" for n in results) + ")")
+    print_results(results, args.out, "expression", lambda name, result: f"to {name} ({result['target']['condition']})")
     return 0

@@ -24,16 +24,27 @@ from facecycle.evaluation.metrics import check_metric_names, evaluate_translatio
 log = logging.getLogger(__name__)
 
 
-def _translate(generator: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Run `generator` in eval mode without gradients; restores its train/eval mode."""
+def translate_in_eval(generator: nn.Module, images: torch.Tensor, batch_size: int,
+                      condition: torch.Tensor | None = None) -> torch.Tensor:
+    """`generator` over `images` `(N, C, H, W)` in [-1, 1] (CPU), batch by batch on the generator's
+    device, in eval mode without gradients (its train/eval mode is restored); returns `(N, C, H, W)`
+    float32 on the CPU. `condition`: a `(K,)` target in [0, 1] for a conditional G(x, c), the same
+    for every image."""
     params = next(generator.parameters(), None)
     device = params.device if params is not None else torch.device("cpu")
     was_training = generator.training
     generator.eval()
     try:
         with torch.no_grad():
-            return torch.cat([generator(images[i : i + batch_size].to(device)).float().cpu()
-                              for i in range(0, images.shape[0], batch_size)])
+            out = []
+            for i in range(0, images.shape[0], batch_size):
+                x = images[i : i + batch_size].to(device)
+                if condition is None:
+                    out.append(generator(x).float().cpu())
+                else:
+                    c = condition.to(device=device, dtype=x.dtype).reshape(1, -1).expand(x.shape[0], -1)
+                    out.append(generator(x, c).float().cpu())
+            return torch.cat(out)
     finally:
         generator.train(was_training)
 
@@ -83,8 +94,8 @@ class PeriodicEvaluator:
         """Like calling the evaluator, but lets errors propagate (for tests and debugging)."""
         scores: dict[str, float] = {}
         for direction, (src, dst, forward, backward) in {"ab": ("a", "b", G_ab, G_ba), "ba": ("b", "a", G_ba, G_ab)}.items():
-            fake = _translate(forward, self.real[src], self.batch_size)
-            rec = _translate(backward, fake, self.batch_size)
+            fake = translate_in_eval(forward, self.real[src], self.batch_size)
+            rec = translate_in_eval(backward, fake, self.batch_size)
             result = evaluate_translations(
                 self.real[src], fake, self.real[dst], reconstructions=rec, metrics=self.metrics,
                 target_expression=self.targets[direction], batch_size=self.batch_size,

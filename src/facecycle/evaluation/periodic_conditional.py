@@ -31,6 +31,7 @@ from torch import nn
 from facecycle.data.expressions import classifier_expression
 from facecycle.errors import ConfigError
 from facecycle.evaluation.metrics import check_metric_names, evaluate_translations, higher_is_better
+from facecycle.evaluation.periodic import translate_in_eval
 
 log = logging.getLogger(__name__)
 
@@ -38,25 +39,6 @@ log = logging.getLogger(__name__)
 MEAN = "mean"
 # Baselines that compare the held-out reals with themselves when the reals are also the targets.
 _SELF_BASELINES = ("fid_inputs", "kid_inputs_x100")
-
-
-def _translate_to(generator: nn.Module, images: torch.Tensor, target: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """G(x, target) for every image: `images` `(N, C, H, W)` in [-1, 1] (CPU), `target` `(K,)` in
-    [0, 1] -> `(N, C, H, W)` float32 on the CPU. Eval mode without gradients; restores G's mode."""
-    params = next(generator.parameters(), None)
-    device = params.device if params is not None else torch.device("cpu")
-    was_training = generator.training
-    generator.eval()
-    try:
-        with torch.no_grad():
-            out = []
-            for i in range(0, images.shape[0], batch_size):
-                x = images[i : i + batch_size].to(device)
-                c = target.to(device=device, dtype=x.dtype).reshape(1, -1).expand(x.shape[0], -1)
-                out.append(generator(x, c).float().cpu())
-            return torch.cat(out)
-    finally:
-        generator.train(was_training)
 
 
 class ConditionalPeriodicEvaluator:
@@ -126,7 +108,7 @@ class ConditionalPeriodicEvaluator:
         per_score: dict[str, list[float]] = {}
         features = self._real_features()
         for name, target in self.targets.items():
-            fake = _translate_to(G, self.real, target, self.batch_size)
+            fake = translate_in_eval(G, self.real, self.batch_size, condition=target)
             result = evaluate_translations(
                 self.real, fake, self.real if features is not None else None, metrics=self.metrics,
                 target_expression=self.judged_as[name], batch_size=self.batch_size,

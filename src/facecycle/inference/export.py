@@ -74,20 +74,14 @@ class PadToMultiple(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[2], x.shape[3]
-        m = self.multiple
-        ph = (m - h % m) % m
-        pw = (m - w % m) % m
-        rows = torch.arange(h + ph, device=x.device)
-        cols = torch.arange(w + pw, device=x.device)
-        use_reflect = (rows.new_full([1], ph) < h) & (cols.new_full([1], pw) < w)
-        rows = torch.where(use_reflect, torch.where(rows < h, rows, 2 * (h - 1) - rows), rows.clamp(max=h - 1))
-        cols = torch.where(use_reflect, torch.where(cols < w, cols, 2 * (w - 1) - cols), cols.clamp(max=w - 1))
-        y = self.net(x.index_select(2, rows).index_select(3, cols))
+        y = self.net(_pad_bottom_right(x, self.multiple))
         return y[:, :, :h, :w]
 
 
 def _pad_bottom_right(x: torch.Tensor, m: int) -> torch.Tensor:
-    """`PadToMultiple`'s padding as a free function (TorchScript compiles it with its caller)."""
+    """`x` `(N, C, H, W)` padded at the bottom and right to multiples of `m`: reflected where the
+    padding is shorter than the side, edge-repeated otherwise. Written with index tensors, so ONNX
+    and TorchScript keep the sizes dynamic (TorchScript compiles it with its caller)."""
     h, w = x.shape[2], x.shape[3]
     ph = (m - h % m) % m
     pw = (m - w % m) % m
