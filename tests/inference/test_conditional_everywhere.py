@@ -348,7 +348,8 @@ def test_evaluate_a_conditional_checkpoint_per_expression(cond, tmp_path: Path, 
 
 def test_conditional_evaluation_helpers() -> None:
     from facecycle.data.labels import LabelTable
-    from facecycle.inference.evaluate import classifier_expression, labelled_with
+    from facecycle.data.expressions import classifier_expression
+    from facecycle.inference.evaluate import labelled_with
 
     assert classifier_expression("joy") == "happy" and classifier_expression("happiness") == "happy"
     assert classifier_expression("sad") == "sad" and classifier_expression("anger") == "angry"

@@ -7,6 +7,7 @@ Above both `inference` (loading, translating) and `evaluation` (metrics, reports
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
@@ -32,6 +33,30 @@ def cached_features(images, cache_dir: Path, device, batch_size: int):
     return features
 
 
+def _run_stats(source: Path) -> Path | None:
+    """The training run's stats.jsonl beside a run's `checkpoints/` folder (for the report's
+    curves), None for a checkpoint kept elsewhere."""
+    stats = source.parent.parent / "stats.jsonl" if source.parent.name == "checkpoints" else None
+    return stats if stats is not None and stats.is_file() else None
+
+
+def _translate_all(generator, images, batch_size: int):
+    """`generator` over `images` `(N, C, H, W)` in [-1, 1], `batch_size` at a time -> `(N, C, H, W)`."""
+    import torch
+
+    from facecycle.inference.translate import translate_tensor
+
+    return torch.cat([translate_tensor(generator, images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def _write_summary(out: Path, results: dict, title: str) -> None:
+    """`out/metrics.json` (set name -> scores) and `out/report.html` (one page for every set)."""
+    from facecycle.evaluation.report import write_index
+
+    (out / "metrics.json").write_text(json.dumps({n: r["metrics"] for n, r in results.items()}, indent=2) + "\n")
+    write_index(out, results, title=title)
+
+
 def evaluate_checkpoint(checkpoint: str | Path, data_a: str | Path, data_b: str | Path, out: str | Path,
                         directions: list[str], metrics: list[str], max_images: int = 500,
                         expressions: dict[str, str | None] | None = None, device: str = "auto",
@@ -39,40 +64,33 @@ def evaluate_checkpoint(checkpoint: str | Path, data_a: str | Path, data_b: str 
     """Evaluate the given directions; writes `out/<direction>/{metrics.json,report.html}`,
     `out/metrics.json` (all directions) and `out/report.html` (one page for all directions);
     returns {direction: evaluate_translations result}."""
-    import json
-
-    import torch
-
+    from facecycle.errors import ConfigError
     from facecycle.evaluation.held_out import load_sample
     from facecycle.evaluation.metrics import check_metric_names, evaluate_translations
-    from facecycle.evaluation.report import write_index, write_report
-    from facecycle.inference.loading import load_generator
-    from facecycle.inference.translate import translate_tensor
+    from facecycle.evaluation.report import write_report
+    from facecycle.inference.loading import load_generator, load_model
     from facecycle.runtime.checkpoints import resolve_checkpoint
     from facecycle.runtime.device import resolve_device
-
-    from facecycle.errors import ConfigError
-    from facecycle.inference.loading import model_mode
 
     metrics = check_metric_names(metrics)
     dev = resolve_device(device)
     source = resolve_checkpoint(checkpoint)
-    if model_mode(source) == "conditional":
+    first = load_model(source, "a2b", dev)  # the conditional check needs no separate read of the file
+    if first.conditional:
         raise ConfigError(f"{source} is a conditional model: it has no a2b/b2a generators; evaluate it per target "
                           "expression with evaluate_conditional (`facecycle evaluate --data DIR --expressions ...`)")
-    generators = {d: load_generator(source, d, dev) for d in ("a2b", "b2a")}
-    size, channels = generators["a2b"].crop_size, generators["a2b"].channels
+    generators = {"a2b": first, "b2a": load_generator(source, "b2a", dev)}
+    size, channels = first.crop_size, first.channels
     real = {"a": load_sample(data_a, max_images, size, channels, "domain A folder")[0],
             "b": load_sample(data_b, max_images, size, channels, "domain B folder")[0]}
-    stats = source.parent.parent / "stats.jsonl" if source.parent.name == "checkpoints" else None
+    stats = _run_stats(source)
     results: dict = {}
     out = Path(out)
     for direction in directions:
         src, dst = ("a", "b") if direction == "a2b" else ("b", "a")
         back = "b2a" if direction == "a2b" else "a2b"
-        batches = [real[src][i:i + batch_size] for i in range(0, len(real[src]), batch_size)]
-        fake = torch.cat([translate_tensor(generators[direction], b) for b in batches])
-        rec = torch.cat([translate_tensor(generators[back], fake[i:i + batch_size]) for i in range(0, len(fake), batch_size)])
+        fake = _translate_all(generators[direction], real[src], batch_size)
+        rec = _translate_all(generators[back], fake, batch_size)
         features = {}
         if feature_cache is not None and ("fid" in metrics or "kid" in metrics):
             features = {"target_features": cached_features(real[dst], Path(feature_cache), dev, batch_size),
@@ -82,24 +100,14 @@ def evaluate_checkpoint(checkpoint: str | Path, data_a: str | Path, data_b: str 
                                        batch_size=batch_size, **features)
         result["checkpoint"] = {"path": str(source), "step": generators[direction].step, "direction": direction}
         write_report(out / direction, result, samples={"input": real[src], "translated": fake, "reconstructed": rec},
-                     stats_path=stats if stats and stats.is_file() else None,
-                     title=f"facecycle evaluation: {direction} ({source.name})")
+                     stats_path=stats, title=f"facecycle evaluation: {direction} ({source.name})")
         results[direction] = result
-    (out / "metrics.json").write_text(json.dumps({d: r["metrics"] for d, r in results.items()}, indent=2) + "\n")
-    write_index(out, results, title=f"facecycle evaluation ({source.name})")
+    _write_summary(out, results, f"facecycle evaluation ({source.name})")
     return results
 
 
 #: What `facecycle evaluate` measures on a conditional checkpoint when --metrics is not given.
 CONDITIONAL_METRICS = ("expression", "identity", "kid", "lpips")
-
-
-def classifier_expression(name: str) -> str | None:
-    """The expression classifier's class for a preset or class name ("joy" -> "happy"), None when it
-    has none; see `facecycle.data.expressions.classifier_expression` (where it lives, below inference)."""
-    from facecycle.data.expressions import classifier_expression as judged
-
-    return judged(name)
 
 
 def labelled_with(table, vector) -> list[Path]:
@@ -130,19 +138,15 @@ def evaluate_conditional(checkpoint: str | Path, data: str | Path, out: str | Pa
     and `out/report.html`; returns {expression: evaluate_translations result}. The metric networks
     only judge: nothing here trains.
     """
-    import json
-
-    import torch
-
+    from facecycle.data.expressions import available_expressions, classifier_expression, describe_target
     from facecycle.data.labels import read_labels
     from facecycle.errors import ConfigError, DataError
     from facecycle.evaluation.held_out import load_sample
+    from facecycle.evaluation.inputs import to_batch
     from facecycle.evaluation.metrics import check_metric_names, evaluate_translations
-    from facecycle.evaluation.report import write_index, write_report
-    from facecycle.data.expressions import available_expressions, describe_target
-    from facecycle.inference.targets import bind_target
+    from facecycle.evaluation.report import write_report
     from facecycle.inference.loading import load_model
-    from facecycle.inference.translate import translate_tensor
+    from facecycle.inference.targets import bind_target
     from facecycle.runtime.checkpoints import resolve_checkpoint
     from facecycle.runtime.device import resolve_device
 
@@ -169,18 +173,15 @@ def evaluate_conditional(checkpoint: str | Path, data: str | Path, out: str | Pa
             no_targets = f"labels {labels} unusable for this model's conditions: {exc}"
     elif labels:
         no_targets = f"labels file not found: {labels}"
-    stats = source.parent.parent / "stats.jsonl" if source.parent.name == "checkpoints" else None
-    batches = [real[i:i + batch_size] for i in range(0, len(real), batch_size)]
+    stats = _run_stats(source)
     results: dict = {}
     out = Path(out)
     for name, g in bound.items():
-        fake = torch.cat([translate_tensor(g, b) for b in batches])
+        fake = _translate_all(g, real, batch_size)
         targets, why = None, no_targets
         if table is not None:
             files = labelled_with(table, g.target)
             if len(files) >= 2:
-                from facecycle.evaluation.inputs import to_batch
-
                 targets = to_batch(files, channels=channels, size=(size, size), what=f"real '{name}' images")
             else:
                 why = f"{len(files)} image(s) of {labels} show '{name}' ({describe_target(g.target, columns, kind)}); need 2"
@@ -201,9 +202,7 @@ def evaluate_conditional(checkpoint: str | Path, data: str | Path, out: str | Pa
                             "condition": describe_target(g.target, columns, kind)}
         result["checkpoint"] = {"path": str(source), "step": generator.step, "mode": "conditional"}
         write_report(out / name, result, samples={"input": real, "translated": fake},
-                     stats_path=stats if stats and stats.is_file() else None,
-                     title=f"facecycle evaluation: to {name} ({source.name})")
+                     stats_path=stats, title=f"facecycle evaluation: to {name} ({source.name})")
         results[name] = result
-    (out / "metrics.json").write_text(json.dumps({n: r["metrics"] for n, r in results.items()}, indent=2) + "\n")
-    write_index(out, results, title=f"facecycle evaluation of a conditional model ({source.name})")
+    _write_summary(out, results, f"facecycle evaluation of a conditional model ({source.name})")
     return results

@@ -43,7 +43,9 @@ def model_mode(path: str | Path) -> str:
         from facecycle.inference.exported import is_conditional, read_metadata
 
         return "conditional" if is_conditional(read_metadata(file)) else "cyclegan"
-    return "conditional" if ckpt.load_file(file, map_location="cpu").get("mode") == "conditional" else "cyclegan"
+    # Mapped, not read: the weights (and optimizer state) of a large checkpoint stay on disk.
+    state = ckpt.load_file(file, map_location="cpu", mmap=True)
+    return "conditional" if state.get("mode") == "conditional" else "cyclegan"
 
 
 def load_model(path: str | Path, direction: str = "a2b", device: torch.device | str | None = None) -> LoadedGenerator:

@@ -106,13 +106,16 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int) 
     return path
 
 
-def load_file(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load and validate one facecycle checkpoint file (tensors and builtins only)."""
+def load_file(path: Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """Load and validate one facecycle checkpoint file (tensors and builtins only).
+
+    `mmap=True` maps the tensors' storage instead of reading it: cheap when only the small
+    entries (mode, config, counters) are needed."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for foreign/corrupt files
         raise CheckpointError(
             f"cannot load checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
