@@ -57,12 +57,12 @@ def _header() -> str:
 
 
 def _trainer_step(folder: Path, a: str, b: str, size: int, name: str, precision: str, compile_mode: str,
-                  channels_last: bool, overrides: list[str]) -> tuple[Step, Any]:
+                  channels_last: bool, conv: str, overrides: list[str]) -> tuple[Step, Any]:
     from facecycle.commands.bench import _config
     from facecycle.training.trainer import CycleGANTrainer
 
     spec = {"size": size, "batch_size": 1, "precision": precision, "channels_last": channels_last,
-            "device": "cpu", "overrides": [f"train.compile={compile_mode}", *overrides]}
+            "device": "cpu", "overrides": [f"train.compile={compile_mode}", f"train.conv={conv}", *overrides]}
     torch.manual_seed(0)
     trainer = CycleGANTrainer(_config(spec, a, b), folder / name, progress=False)
     trainer.logger.enabled = False
@@ -136,17 +136,19 @@ def plain_step(a: str, b: str, size: int, overrides: list[str]) -> Step:
     return step
 
 
-def training_variants(compile_ok: bool) -> list[tuple[str, str, str, bool]]:
-    """(label, precision, compile, channels_last) of the training paths compared."""
+def training_variants(compile_ok: bool) -> list[tuple[str, str, str, bool, str]]:
+    """(label, precision, compile, channels_last, conv) of the training paths compared."""
     from facecycle.hardware import cpu_runs_bf16_natively
 
-    variants = [("trainer, eager fp32 (default)", "fp32", "off", False),
-                ("trainer, eager fp32 channels_last", "fp32", "off", True)]
+    variants = [("trainer, eager fp32 (default)", "fp32", "off", False, "direct"),
+                ("trainer, eager fp32 Winograd (train.conv=winograd)", "fp32", "off", False, "winograd"),
+                ("trainer, eager fp32 channels_last", "fp32", "off", True, "direct")]
     if compile_ok:
-        variants.append(("trainer, torch.compile fp32", "fp32", "on", False))
+        variants.append(("trainer, torch.compile fp32", "fp32", "on", False, "direct"))
+        variants.append(("trainer, torch.compile fp32 Winograd", "fp32", "on", False, "winograd"))
     if cpu_runs_bf16_natively():
-        variants.append(("trainer, eager bf16", "bf16", "off", False))
-    variants.append(("trainer, precision=auto compile=auto", "auto", "auto", False))
+        variants.append(("trainer, eager bf16", "bf16", "off", False, "direct"))
+    variants.append(("trainer, precision=auto compile=auto conv=auto", "auto", "auto", False, "auto"))
     return variants
 
 
@@ -166,12 +168,13 @@ def bench_training(size: int, rounds: int, compile_ok: bool, overrides: list[str
         rows.append({"label": "plain eager loop (reference-style, no trainer)", "resolved": "fp32, eager",
                      "warmup_s": time.perf_counter() - start, "times": []})
         steps.append(plain)
-        for i, (label, precision, compile_mode, cl) in enumerate(training_variants(compile_ok)):
-            step, trainer = _trainer_step(folder, a, b, size, f"v{i}", precision, compile_mode, cl, overrides)
+        for i, (label, precision, compile_mode, cl, conv) in enumerate(training_variants(compile_ok)):
+            step, trainer = _trainer_step(folder, a, b, size, f"v{i}", precision, compile_mode, cl, conv, overrides)
             start = time.perf_counter()
             step()
             step()  # the second step too: a compiled D sees requires_grad flip once more
-            resolved = f"{trainer.config.train.precision}, {'compiled' if trainer.compiled else 'eager'}"
+            resolved = (f"{trainer.config.train.precision}, {'compiled' if trainer.compiled else 'eager'}, "
+                        f"{trainer.config.train.conv}")
             rows.append({"label": label, "resolved": resolved, "warmup_s": time.perf_counter() - start, "times": []})
             steps.append(step)
             print(f"  built {label} ({resolved}); 2 warm-up steps {rows[-1]['warmup_s']:.1f} s", file=sys.stderr,

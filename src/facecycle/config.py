@@ -128,6 +128,11 @@ class TrainConfig:
     # off | on | auto (torch.compile of the training forward passes; see facecycle.training.compile).
     # Older configs and checkpoints say true/false, read as on/off.
     compile: str = "off"
+    # direct | winograd | auto: the algorithm of the 3×3 stride-1 convolutions (the ResNet blocks).
+    # winograd = F(2×2, 3×3), 2.25× fewer multiplications, equal to direct to float rounding, fp32 on
+    # the CPU only (elsewhere it runs direct); auto = winograd where that applies. direct is the
+    # reference-equivalent default (bit-identical steps). See facecycle.ops.winograd.
+    conv: str = "direct"
     eval_every: int = 0  # evaluate on a fixed held-out sample every N steps (0 = off)
     eval_metrics: str = "kid,lpips"  # comma-separated, see facecycle.evaluation.metrics.METRICS
     eval_images: int = 32  # images per domain in the held-out sample
@@ -236,6 +241,8 @@ class Config:
             problems.append(f"train.precision must be auto, fp32, bf16 or fp16, got '{t.precision}'")
         if t.compile not in ("off", "on", "auto"):
             problems.append(f"train.compile must be off, on or auto, got '{t.compile}'")
+        if t.conv not in ("direct", "winograd", "auto"):
+            problems.append(f"train.conv must be direct, winograd or auto, got '{t.conv}'")
         for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "max_bad_steps"):
             if getattr(t, name) < 1:
                 problems.append(f"train.{name} must be >= 1, got {getattr(t, name)}")

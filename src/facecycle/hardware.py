@@ -144,6 +144,15 @@ def resolve_precision(requested: str, device: str, cpu: CpuCapabilities | None =
     return requested
 
 
+def resolve_conv(requested: str, device: str, precision: str) -> str:
+    """`train.conv`: `auto` -> winograd for fp32 on the CPU (where it measured faster: BENCHMARKS.md),
+    direct elsewhere (CUDA's cuDNN picks its own algorithms; bf16/fp16 lose too much precision in
+    the Winograd transforms, and the module runs them direct anyway); anything else is kept."""
+    if requested == "auto":
+        return "winograd" if not str(device).startswith("cuda") and precision == "fp32" else "direct"
+    return requested
+
+
 PROC_STAT = Path("/proc/stat")
 
 

@@ -19,7 +19,8 @@ Speed and scale (issue 7):
 * Precision: `train.precision` bf16 (CPU and CUDA autocast) or fp16 (CUDA, with a GradScaler
   whose state is checkpointed); `train.channels_last`; `train.compile` off|on|auto (torch.compile,
   falls back to eager with a warning when the compiler is missing or fails; see
-  facecycle.training.compile); fused Adam.
+  facecycle.training.compile); `train.conv` (Winograd 3×3 convolutions for fp32 on the CPU, see
+  facecycle.ops.winograd); fused Adam.
 * Non-finite steps never need a host sync on CUDA: every update is computed, then applied
   through the fused optimizer's `found_inf` mask (skipped when the loss or a gradient is not
   finite); the flags are read on the host every `finite_check_every` steps (CUDA: log_every;
@@ -48,6 +49,7 @@ from torch import nn
 from facecycle import __version__
 from facecycle.config import Config, with_values
 from facecycle.errors import CheckpointError, ConfigError, TrainingDiverged
+from facecycle.ops.winograd import set_conv_algorithm
 from facecycle.runtime import checkpoints as ckpt
 from facecycle.runtime.checkpoints import CHECKPOINT_FORMAT
 from facecycle.runtime.device import autocast, resolve_device
@@ -104,12 +106,16 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
 
 
 def with_resolved_precision(config: Config, device: torch.device) -> Config:
-    """`config` with `train.precision: auto` resolved for `device` (bf16 where native, else fp32),
-    so checkpoints record what ran; other values are kept (an emulated bf16 warns)."""
-    from facecycle.hardware import resolve_precision
+    """`config` with `train.precision: auto` resolved for `device` (bf16 where native, else fp32)
+    and `train.conv: auto` for that precision, so checkpoints record what ran; other values are
+    kept (an emulated bf16 warns)."""
+    from facecycle.hardware import resolve_conv, resolve_precision
 
     precision = resolve_precision(config.train.precision, device.type)
-    return config if precision == config.train.precision else with_values(config, train={"precision": precision})
+    conv = resolve_conv(config.train.conv, device.type, precision)
+    if (precision, conv) == (config.train.precision, config.train.conv):
+        return config
+    return with_values(config, train={"precision": precision, "conv": conv})
 
 
 class Trainer:
@@ -155,6 +161,8 @@ class Trainer:
         if t.channels_last:
             for net in self.nets.values():
                 net.to(memory_format=torch.channels_last)
+        for net in self.nets.values():
+            set_conv_algorithm(net, t.conv)
         generator_params, critic_params = self.objective.parameters()
         self.opt_G = self._optimizer(generator_params, config.optim.lr_g)
         self.opt_D = self._optimizer(critic_params, config.optim.lr_d)
