@@ -1,6 +1,6 @@
 """Where the CPU time of one training step goes: torch.profiler table of a real trainer step.
 
-    python benchmarks/profile_step.py --size 256 --precision bf16 [--channels-last] [--threads N]
+    python benchmarks/profile_step.py --size 256 --precision bf16 [--channels-last] [--conv winograd] [--threads N]
 
 Builds the paper model (ResNet-9 + 70x70 PatchGAN, identity on) on a synthetic cache, runs one
 warm-up step, then profiles one step and prints the top operators by self CPU time.
@@ -25,13 +25,14 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--conv", default="direct", choices=["direct", "winograd"], help="train.conv")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--rows", type=int, default=25)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = {"size": args.size, "batch_size": args.batch_size, "precision": args.precision,
-            "channels_last": args.channels_last, "device": "cpu"}
+            "channels_last": args.channels_last, "device": "cpu", "overrides": [f"train.conv={args.conv}"]}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         load = max(args.size, round(args.size * 286 / 256))

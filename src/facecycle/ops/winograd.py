@@ -28,136 +28,114 @@ from torch import nn
 __all__ = ["winograd_conv2d", "WinogradConv2d", "set_conv_algorithm", "eligible"]
 
 
-def _taps(t: torch.Tensor, dim: int, count: int) -> list[torch.Tensor]:
-    """The 4 strided views `t[..., r : r + 2·count - 1 : 2, ...]` (r = 0..3) along `dim`: tap r of
-    every tile, tiles of 4 at stride 2."""
-    index: list[Any] = [slice(None)] * t.dim()
-    views = []
-    for r in range(4):
-        index[dim] = slice(r, r + 2 * count - 1, 2)
-        views.append(t[tuple(index)])
-    return views
+def _parity_split(x: torch.Tensor) -> torch.Tensor:
+    """`(N, C, H, W)` (H, W even) -> `(2, 2, C, N, H/2, W/2)` contiguous: [row parity, column parity],
+    so every tap of every tile below is a unit-stride slice (one strided copy here, none later)."""
+    N, C, H, W = x.shape
+    return x.reshape(N, C, H // 2, 2, W // 2, 2).permute(3, 5, 1, 0, 2, 4).contiguous()
+
+
+def _parity_merge(xd: torch.Tensor) -> torch.Tensor:
+    """The inverse of `_parity_split`: `(2, 2, C, N, H/2, W/2)` -> `(N, C, H, W)` contiguous."""
+    _, _, C, N, h, w = xd.shape
+    return xd.permute(3, 2, 4, 0, 5, 1).reshape(N, C, 2 * h, 2 * w)
 
 
 def _input_tiles(x: torch.Tensor, th: int, tw: int) -> torch.Tensor:
     """B^T d B for every 4×4 tile of `x` `(N, C, 2·th+2, 2·tw+2)` -> `(4, 4, C, N, th, tw)`.
 
-    B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]."""
-    xt = x.transpose(0, 1)                                           # (C, N, H, W) view
-    C, N, H, _ = xt.shape
-    cols = x.new_empty((4, C, N, H, tw))
-    d0, d1, d2, d3 = _taps(xt, 3, tw)
-    torch.sub(d0, d2, out=cols[0])
-    torch.add(d1, d2, out=cols[1])
-    torch.sub(d2, d1, out=cols[2])
-    torch.sub(d1, d3, out=cols[3])
-    v = x.new_empty((4, 4, C, N, th, tw))
-    for b in range(4):
-        r0, r1, r2, r3 = _taps(cols[b], 2, th)
-        torch.sub(r0, r2, out=v[0, b])
-        torch.add(r1, r2, out=v[1, b])
-        torch.sub(r2, r1, out=v[2, b])
-        torch.sub(r1, r3, out=v[3, b])
+    B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]; tap r of tile i is input
+    row 2i + r = parity r % 2, half-row i + r // 2."""
+    xd = _parity_split(x)                                            # (2, 2, C, N, th+1, tw+1)
+    C, N = xd.shape[2], xd.shape[3]
+    # Columns: taps 0..3 = (even, +0), (odd, +0), (even, +1), (odd, +1).
+    c0, c2 = xd[:, 0].narrow(-1, 0, tw), xd[:, 0].narrow(-1, 1, tw)   # (2, C, N, th+1, tw)
+    c1, c3 = xd[:, 1].narrow(-1, 0, tw), xd[:, 1].narrow(-1, 1, tw)
+    cols = x.new_empty((4, 2, C, N, th + 1, tw))                     # [b, row parity, ...]
+    torch.sub(c0, c2, out=cols[0])
+    torch.add(c1, c2, out=cols[1])
+    torch.sub(c2, c1, out=cols[2])
+    torch.sub(c1, c3, out=cols[3])
+    r0, r2 = cols[:, 0].narrow(-2, 0, th), cols[:, 0].narrow(-2, 1, th)  # (4, C, N, th, tw)
+    r1, r3 = cols[:, 1].narrow(-2, 0, th), cols[:, 1].narrow(-2, 1, th)
+    v = x.new_empty((4, 4, C, N, th, tw))                            # [a, b, ...]
+    torch.sub(r0, r2, out=v[0])
+    torch.add(r1, r2, out=v[1])
+    torch.sub(r2, r1, out=v[2])
+    torch.sub(r1, r3, out=v[3])
     return v
 
 
-def _input_tiles_adjoint(dv: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """The adjoint of `_input_tiles`: `(4, 4, C, N, th, tw)` -> gradient `(N, C, H, W)`
-    (overlapping tiles add up)."""
+def _input_tiles_adjoint(dv: torch.Tensor) -> torch.Tensor:
+    """The adjoint of `_input_tiles`: `(4, 4, C, N, th, tw)` -> gradient `(N, C, 2·th+2, 2·tw+2)`
+    (the taps of neighbouring tiles overlap and add up)."""
     _, _, C, N, th, tw = dv.shape
-    H, W = shape[2], shape[3]
-    # Columns first: tile column b contributes B^T[b, r] to tap r; taps 2 and 0 of neighbours overlap.
-    cols = dv.new_zeros((4, C, N, th, W))
-    for a in range(4):
-        c0, c1, c2, c3 = _taps(cols[a], 3, tw)
-        g0, g1, g2, g3 = dv[a].unbind(0)
-        c0.add_(g0)
-        c1.add_(g1).sub_(g2).add_(g3)
-        c2.add_(g1).add_(g2).sub_(g0)
-        c3.sub_(g3)
-    dx = dv.new_zeros(shape)
-    dxt = dx.transpose(0, 1)                                         # (C, N, H, W) view
-    r0, r1, r2, r3 = _taps(dxt, 2, th)
-    r0.add_(cols[0])
-    r1.add_(cols[1]).sub_(cols[2]).add_(cols[3])
-    r2.add_(cols[1]).add_(cols[2]).sub_(cols[0])
-    r3.sub_(cols[3])
-    assert dx.shape[2] == H and dx.shape[3] == W
-    return dx
+    # Rows first (B^T columns: tap 0 <- v0, 1 <- v1 - v2 + v3, 2 <- v1 + v2 - v0, 3 <- -v3), into
+    # (row parity, b, C, N, th+1, tw).
+    rows = dv.new_zeros((2, 4, C, N, th + 1, tw))
+    plus = dv[1] + dv[2]
+    minus = dv[1] - dv[2]
+    rows[0].narrow(-2, 0, th).add_(dv[0])
+    rows[1].narrow(-2, 0, th).add_(minus).add_(dv[3])
+    rows[0].narrow(-2, 1, th).add_(plus).sub_(dv[0])
+    rows[1].narrow(-2, 1, th).sub_(dv[3])
+    # Then columns, into (row parity, column parity, C, N, th+1, tw+1).
+    dxd = dv.new_zeros((2, 2, C, N, th + 1, tw + 1))
+    plus = rows[:, 1] + rows[:, 2]
+    minus = rows[:, 1] - rows[:, 2]
+    dxd[:, 0].narrow(-1, 0, tw).add_(rows[:, 0])
+    dxd[:, 1].narrow(-1, 0, tw).add_(minus).add_(rows[:, 3])
+    dxd[:, 0].narrow(-1, 1, tw).add_(plus).sub_(rows[:, 0])
+    dxd[:, 1].narrow(-1, 1, tw).sub_(rows[:, 3])
+    return _parity_merge(dxd)
+
+
+# G ⊗ G as a (16, 9) matrix: row a·4 + b, column i·3 + j, with G = [[1, 0, 0], [1/2, 1/2, 1/2],
+# [1/2, -1/2, 1/2], [0, 0, 1]]. The filter transforms are one small matrix product each: G g G^T of
+# every filter is `_GG @ g.view(9)`, so no strided copies of the (K, C, 3, 3) weights are needed.
+_G = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+_GG = torch.kron(_G, _G)
 
 
 def _weight_tiles(w: torch.Tensor) -> torch.Tensor:
-    """G g G^T for every filter `(K, C, 3, 3)` -> `(16, K, C)`.
-
-    G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]."""
+    """G g G^T for every filter `(K, C, 3, 3)` -> `(16, K, C)`."""
     K, C = w.shape[:2]
-    rows = w.new_empty((4, K, C, 3))
-    w0, w1, w2 = w[:, :, 0], w[:, :, 1], w[:, :, 2]
-    rows[0].copy_(w0)
-    torch.add(w0, w2, out=rows[1]).mul_(0.5)
-    rows[2].copy_(rows[1])
-    rows[1].add_(w1, alpha=0.5)
-    rows[2].sub_(w1, alpha=0.5)
-    rows[3].copy_(w2)
-    u = w.new_empty((4, 4, K, C))
-    for a in range(4):
-        q0, q1, q2 = rows[a].unbind(-1)
-        u[a, 0].copy_(q0)
-        torch.add(q0, q2, out=u[a, 1]).mul_(0.5)
-        u[a, 2].copy_(u[a, 1])
-        u[a, 1].add_(q1, alpha=0.5)
-        u[a, 2].sub_(q1, alpha=0.5)
-        u[a, 3].copy_(q2)
-    return u.view(16, K, C)
+    gg = _GG.to(dtype=w.dtype, device=w.device)
+    return torch.mm(gg, w.reshape(K * C, 9).t()).view(16, K, C)
 
 
 def _weight_tiles_adjoint(du: torch.Tensor) -> torch.Tensor:
-    """The adjoint of `_weight_tiles`: `(16, K, C)` -> gradient `(K, C, 3, 3)`."""
+    """The adjoint of `_weight_tiles`: `(16, K, C)` -> gradient `(K, C, 3, 3)` (a permuted view:
+    autograd adds it into the contiguous `.grad` without a copy of its own)."""
     _, K, C = du.shape
-    du = du.view(4, 4, K, C)
-    # G^T columns: tap 0 <- (1, 1/2, 1/2, 0), tap 1 <- (0, 1/2, -1/2, 0), tap 2 <- (0, 1/2, 1/2, 1).
-    half_sum = (du[:, 1] + du[:, 2]).mul_(0.5)                       # (4, K, C)
-    half_diff = (du[:, 1] - du[:, 2]).mul_(0.5)
-    cols = du.new_empty((4, K, C, 3))
-    torch.add(du[:, 0], half_sum, out=cols[..., 0])
-    cols[..., 1].copy_(half_diff)
-    torch.add(du[:, 3], half_sum, out=cols[..., 2])
-    dw = du.new_empty((K, C, 3, 3))
-    half_sum = (cols[1] + cols[2]).mul_(0.5)                         # (K, C, 3)
-    torch.add(cols[0], half_sum, out=dw[:, :, 0])
-    torch.sub(cols[1], cols[2], out=dw[:, :, 1]).mul_(0.5)
-    torch.add(cols[3], half_sum, out=dw[:, :, 2])
-    return dw
+    gg = _GG.to(dtype=du.dtype, device=du.device)
+    return torch.mm(gg.t(), du.reshape(16, K * C)).view(3, 3, K, C).permute(2, 3, 0, 1)
 
 
-def _output_untile(m: torch.Tensor, out: torch.Tensor) -> None:
-    """A^T m A for every tile, `(4, 4, K, N, th, tw)` -> `out` `(N, K, 2·th, 2·tw)` (written in place).
+def _output_untile(m: torch.Tensor) -> torch.Tensor:
+    """A^T m A for every tile, `(4, 4, K, N, th, tw)` -> `(N, K, 2·th, 2·tw)`.
 
     A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]."""
     _, _, K, N, th, tw = m.shape
-    cols = m.new_empty((4, 2, K, N, th, tw))
-    for a in range(4):
-        torch.add(m[a, 0], m[a, 1], out=cols[a, 0]).add_(m[a, 2])
-        torch.sub(m[a, 1], m[a, 2], out=cols[a, 1]).sub_(m[a, 3])
-    # out[n, k, 2i + a, 2j + b] as an (a, b, K, N, th, tw) view.
-    blocks = out.view(N, K, th, 2, tw, 2).permute(3, 5, 1, 0, 2, 4)
-    for b in range(2):
-        torch.add(cols[0, b], cols[1, b], out=blocks[0, b]).add_(cols[2, b])
-        torch.sub(cols[1, b], cols[2, b], out=blocks[1, b]).sub_(cols[3, b])
+    cols = m.new_empty((4, 2, K, N, th, tw))                         # [a, b, ...]
+    torch.add(m[:, 0], m[:, 1], out=cols[:, 0]).add_(m[:, 2])
+    torch.sub(m[:, 1], m[:, 2], out=cols[:, 1]).sub_(m[:, 3])
+    y = m.new_empty((2, 2, K, N, th, tw))                            # [row parity, column parity, ...]
+    torch.add(cols[0], cols[1], out=y[0]).add_(cols[2])
+    torch.sub(cols[1], cols[2], out=y[1]).sub_(cols[3])
+    return _parity_merge(y)
 
 
 def _output_untile_adjoint(dy: torch.Tensor) -> torch.Tensor:
     """The adjoint of `_output_untile`: gradient `(N, K, 2·th, 2·tw)` -> `(4, 4, K, N, th, tw)`."""
-    N, K, H2, W2 = dy.shape
-    th, tw = H2 // 2, W2 // 2
-    blocks = dy.contiguous().view(N, K, th, 2, tw, 2).permute(3, 5, 1, 0, 2, 4)
+    dyd = _parity_split(dy)                                          # (2, 2, K, N, th, tw)
     # A columns: tap 0 <- (1, 0), tap 1 <- (1, 1), tap 2 <- (1, -1), tap 3 <- (0, -1).
-    rows = dy.new_empty((4, 2, K, N, th, tw))
-    rows[0].copy_(blocks[0])
-    torch.add(blocks[0], blocks[1], out=rows[1])
-    torch.sub(blocks[0], blocks[1], out=rows[2])
-    torch.neg(blocks[1], out=rows[3])
-    dm = dy.new_empty((4, 4, K, N, th, tw))
+    rows = dy.new_empty((4,) + dyd.shape[1:])                        # [a, column parity, ...]
+    rows[0].copy_(dyd[0])
+    torch.add(dyd[0], dyd[1], out=rows[1])
+    torch.sub(dyd[0], dyd[1], out=rows[2])
+    torch.neg(dyd[1], out=rows[3])
+    dm = dy.new_empty((4, 4) + dyd.shape[2:])
     dm[:, 0].copy_(rows[:, 0])
     torch.add(rows[:, 0], rows[:, 1], out=dm[:, 1])
     torch.sub(rows[:, 0], rows[:, 1], out=dm[:, 2])
@@ -177,8 +155,7 @@ class _WinogradConv(torch.autograd.Function):
         v = _input_tiles(x, th, tw).view(16, C, N * th * tw)
         u = _weight_tiles(weight)
         m = torch.bmm(u, v).view(4, 4, K, N, th, tw)
-        y = x.new_empty((N, K, 2 * th, 2 * tw))
-        _output_untile(m, y)
+        y = _output_untile(m)
         ctx.save_for_backward(u, v)
         ctx.input_shape = x.shape
         ctx.needs = ctx.needs_input_grad
@@ -192,9 +169,8 @@ class _WinogradConv(torch.autograd.Function):
         dx = dw = None
         if ctx.needs[0]:
             dv = torch.bmm(u.transpose(1, 2), dm)                     # (16, C, N·th·tw)
-            C, N = v.shape[1], ctx.input_shape[0]
-            th, tw = (ctx.input_shape[2] - 2) // 2, (ctx.input_shape[3] - 2) // 2
-            dx = _input_tiles_adjoint(dv.view(4, 4, C, N, th, tw), ctx.input_shape)
+            N, C, H, W = ctx.input_shape
+            dx = _input_tiles_adjoint(dv.view(4, 4, C, N, (H - 2) // 2, (W - 2) // 2))
         if ctx.needs[1]:
             dw = _weight_tiles_adjoint(torch.bmm(dm, v.transpose(1, 2)))
         return dx, dw
