@@ -197,7 +197,7 @@ def bench_training(size: int, rounds: int, compile_ok: bool, overrides: list[str
 def bench_inference(sizes: list[int], batches: list[int], reps: int, overrides: list[str]) -> tuple[list[dict[str, Any]], float]:
     from facecycle.commands.bench import _config
     from facecycle.hardware import cpu_runs_bf16_natively
-    from facecycle.inference.backends import onnxruntime_generator
+    from facecycle.inference.backends import onnxruntime_generator, winograd_generator
     from facecycle.inference.loading import LoadedGenerator
     from facecycle.inference.translate import translate_tensor
     from facecycle.build import build_generator
@@ -211,6 +211,8 @@ def bench_inference(sizes: list[int], batches: list[int], reps: int, overrides: 
                                 config.data.crop_size, config.to_dict(), Path("speed-benchmark"), None)
     backends: list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = [
         ("torch fp32", lambda x: translate_tensor(generator, x))]
+    winograd = winograd_generator(generator)
+    backends.append(("winograd fp32", lambda x: translate_tensor(winograd, x)))
     export_s = float("nan")
     try:
         with tempfile.TemporaryDirectory() as home:

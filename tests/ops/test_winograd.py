@@ -97,3 +97,34 @@ def test_anything_but_fp32_on_the_cpu_runs_the_direct_convolution() -> None:
         assert torch.equal(under_autocast, nn.Conv2d.forward(conv, x))
     conv64 = conv.double()
     assert torch.equal(conv64(x.double()), F.conv2d(x.double(), conv64.weight, conv64.bias, padding=1))
+
+
+@pytest.mark.parametrize("chunk_tiles, shape", [(3, (3, 8, 6, 22, 12)), (7, (5, 4, 4, 10, 10)), (40, (6, 3, 5, 9, 14))])
+def test_chunked_passes_over_samples_and_bands_of_rows_equal_one_pass(monkeypatch, chunk_tiles, shape) -> None:
+    """Big inputs go through in chunks (several samples, or bands of tile rows whose input rows
+    overlap): the output and the summed gradients are those of the direct convolution."""
+    import facecycle.ops.winograd as winograd
+
+    monkeypatch.setattr(winograd, "CHUNK_TILES", chunk_tiles)
+    N, C, K, H, W = shape
+    tw = (W - 1) // 2
+    assert len(winograd._chunks(N, (H - 1) // 2, tw)) > 1
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(N, C, H, W, generator=g, requires_grad=True)
+    weight = torch.randn(K, C, 3, 3, generator=g, requires_grad=True)
+    direct, fast = F.conv2d(x, weight), winograd_conv2d(x, weight)
+    assert _relative(fast, direct) < 2e-5
+    upstream = torch.randn(direct.shape, generator=g)
+    for got, want in zip(torch.autograd.grad(fast, (x, weight), upstream),
+                         torch.autograd.grad(direct, (x, weight), upstream)):
+        assert _relative(got, want) < 2e-5
+
+
+def test_chunks_cover_every_tile_once() -> None:
+    import facecycle.ops.winograd as winograd
+
+    for N, th, tw in [(1, 16, 16), (8, 16, 16), (2, 64, 64), (3, 5, 700), (1, 1, 1)]:
+        seen = torch.zeros(N, th, tw, dtype=torch.int64)
+        for n0, n1, i0, i1 in winograd._chunks(N, th, tw):
+            seen[n0:n1, i0:i1] += 1
+        assert bool((seen == 1).all()), (N, th, tw)

@@ -32,7 +32,7 @@ import torch
 from facecycle.errors import ConfigError, require
 from facecycle.inference.loading import LoadedGenerator
 
-BACKENDS = ("auto", "torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "winograd", "onnxruntime")
 EXTRA = "export"  # the pip extra that brings onnx + onnxruntime
 
 
@@ -106,6 +106,8 @@ def with_backend(generator: LoadedGenerator, backend: str = "torch", precision: 
         raise ConfigError(f"unknown backend '{backend}'; choose one of: {', '.join(BACKENDS)}")
     if backend == "torch":
         return generator
+    if backend == "winograd":
+        return winograd_generator(generator)
     from facecycle.inference.targets import FixedTargetGenerator
     from facecycle.inference.exported import OnnxGenerator
     from facecycle.inference.translate import _device
@@ -138,6 +140,27 @@ def with_backend(generator: LoadedGenerator, backend: str = "torch", precision: 
     if reason is not None:
         raise ConfigError(reason)
     return onnxruntime_generator(generator)
+
+
+def winograd_generator(generator: LoadedGenerator) -> LoadedGenerator:
+    """A copy of `generator` whose 3×3 stride-1 convolutions run Winograd F(2×2, 3×3) (PyTorch, fp32
+    on the CPU; see facecycle.ops.winograd). Any generator PyTorch runs (plain, attention,
+    conditional) works; on CUDA, in bf16, or for TorchScript/ONNX networks the convolutions stay
+    direct, so this never fails. The caller's generator is left as it was."""
+    import copy
+
+    from torch import nn
+
+    from facecycle.ops.winograd import eligible, set_conv_algorithm
+
+    net = generator.net
+    if not isinstance(net, nn.Module) or isinstance(net, torch.jit.ScriptModule):
+        return generator
+    if not any(eligible(m) for m in net.modules()):
+        return generator
+    fast = copy.deepcopy(net)
+    set_conv_algorithm(fast, "winograd")
+    return dataclasses.replace(generator, net=fast)
 
 
 def _installed() -> bool:
