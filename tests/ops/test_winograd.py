@@ -63,7 +63,8 @@ def test_module_matches_conv2d_with_its_padding(padding, mode) -> None:
     conv = nn.Conv2d(6, 5, 3, padding=padding, padding_mode=mode)
     x = torch.randn(2, 6, 11, 10)
     direct = conv(x)
-    assert set_conv_algorithm(conv, "winograd") == 1
+    assert set_conv_algorithm(conv, "winograd") == 0  # too narrow to gain: stays direct
+    assert set_conv_algorithm(conv, "winograd", min_channels=1) == 1
     assert type(conv) is WinogradConv2d
     assert _relative(conv(x), direct) < 2e-5
 
@@ -76,9 +77,11 @@ def test_switching_keeps_parameters_and_checkpoint_keys_and_leaves_other_layers_
                         nn.utils.parametrizations.spectral_norm(nn.Conv2d(3, 3, 3)))
     keys = list(net.state_dict())
     weights = [p.data_ptr() for p in net.parameters()]
-    assert [eligible(m) for m in net] == [False, True, False, False, False, False, False, False, False]
-    assert set_conv_algorithm(net, "winograd") == 1
-    assert set_conv_algorithm(net, "winograd") == 0  # already switched
+    assert [eligible(m, min_channels=1) for m in net] == [False, True, False, False, False, False, False, False,
+                                                          False]
+    assert not eligible(net[1]) and eligible(nn.Conv2d(256, 256, 3)) and not eligible(nn.Conv2d(256, 128, 3))
+    assert set_conv_algorithm(net, "winograd", min_channels=1) == 1
+    assert set_conv_algorithm(net, "winograd", min_channels=1) == 0  # already switched
     assert type(net[1]) is WinogradConv2d and type(net[2]) is nn.Conv2d
     assert list(net.state_dict()) == keys and [p.data_ptr() for p in net.parameters()] == weights
     assert set_conv_algorithm(net, "direct") == 1 and type(net[1]) is nn.Conv2d
@@ -89,7 +92,7 @@ def test_switching_keeps_parameters_and_checkpoint_keys_and_leaves_other_layers_
 def test_anything_but_fp32_on_the_cpu_runs_the_direct_convolution() -> None:
     torch.manual_seed(0)
     conv = nn.Conv2d(4, 4, 3, padding=1)
-    set_conv_algorithm(conv, "winograd")
+    set_conv_algorithm(conv, "winograd", min_channels=1)
     x = torch.randn(1, 4, 8, 8)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         under_autocast = conv(x)

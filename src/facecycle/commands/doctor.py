@@ -73,7 +73,8 @@ def collect() -> dict[str, Any]:
         "cpu": cpu.summary(),
         "gpus": gpu_list,
         "auto": {"device": device, "precision": auto_precision(device, cpu, gpu_list), "threads": auto_threads(cpu),
-                 "compile": _auto_compile(device), "backend": _auto_backend(device)},
+                 "compile": _auto_compile(device), "conv": _auto_conv(device, auto_precision(device, cpu, gpu_list)),
+                 "backend": _auto_backend(device)},
         "extras": extra_rows,
         "assets": assets,
         "install_missing": [shell(c) for c in everything],
@@ -88,6 +89,16 @@ def _auto_compile(device: str) -> str:
 
     use, why = compile_decision("auto", torch.device(device))
     return f"{'on' if use else 'off'}: {why.removeprefix('auto: ')}"
+
+
+def _auto_conv(device: str, precision: str) -> str:
+    """What train.conv=auto does here (with precision=auto), with the reason."""
+    from facecycle.hardware import resolve_conv
+
+    conv = resolve_conv("auto", device, precision)
+    if conv == "winograd":
+        return "winograd (fp32 on the CPU: 3×3 convolutions with 2.25× fewer multiplications)"
+    return f"direct ({'cuDNN picks its own algorithms' if device != 'cpu' else precision + ' precision'})"
 
 
 def _auto_backend(device: str) -> str:
@@ -128,6 +139,7 @@ def format_report(report: dict[str, Any]) -> str:
                  + (" (from OMP_NUM_THREADS)" if os.environ.get("OMP_NUM_THREADS") else ""))
     if "compile" in auto:
         lines.append(f"           train.compile=auto: {auto['compile']}")
+        lines.append(f"           train.conv=auto: {auto['conv']}")
         lines.append(f"           translate --backend auto: {auto['backend']}")
     lines.append("extras")
     for name, row in report["extras"].items():
