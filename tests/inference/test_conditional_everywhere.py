@@ -362,6 +362,8 @@ def test_conditional_evaluation_helpers() -> None:
 
 
 def test_auto_backend_keeps_pytorch_for_conditional_models(cond) -> None:
+    """No ONNX Runtime for them under auto (no speed-up measured); PyTorch, with Winograd
+    convolutions where a layer is wide enough (this tiny model has none)."""
     from facecycle.inference.backends import with_backend
     from facecycle.inference.loading import load_generator, load_model
 

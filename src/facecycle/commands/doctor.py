@@ -108,8 +108,8 @@ def _auto_backend(device: str) -> str:
     if device != "cpu":
         return "torch (the onnxruntime backend runs on the CPU)"
     if any(importlib.util.find_spec(m) is None for m in ("onnx", "onnxruntime")):
-        return "torch (onnxruntime not installed: pip install 'facecycle[export]')"
-    return "onnxruntime for plain ResNet/U-Net generators in fp32, else torch"
+        return "winograd in fp32, else torch (onnxruntime not installed: pip install 'facecycle[export]')"
+    return "onnxruntime for plain ResNet/U-Net generators in fp32, winograd for other generators in fp32, else torch"
 
 
 def _yes(flag: bool) -> str:

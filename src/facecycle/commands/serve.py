@@ -31,9 +31,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--direction", default=None, choices=["a2b", "b2a"],
                    help="default direction on the page (default: a2b, or an export's own direction)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "auto"],
-                   help="torch (default), onnxruntime (CPU, fp32; exported to ONNX once and cached; needs the "
-                        "'export' extra) or auto: ONNX Runtime where it runs the model, else torch")
+    p.add_argument("--backend", default="torch", choices=["torch", "winograd", "onnxruntime", "auto"],
+                   help="torch (default), winograd (PyTorch with Winograd 3x3 convolutions; CPU, fp32), onnxruntime "
+                        "(CPU, fp32; exported to ONNX once and cached; needs the 'export' extra) or auto: ONNX "
+                        "Runtime where it runs the model, else winograd on the CPU in fp32, else torch")
     p.add_argument("--faces", action="store_true",
                    help="offer face mode: translate the aligned faces in a photo and paste them back")
     add_trust_torchscript(p)

@@ -32,10 +32,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
                    help="fp32 (default: the same result on every machine), bf16, or auto: bf16 where the CPU/GPU "
                         "runs it natively (AVX512_BF16/AMX, Ampere+), else fp32")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnxruntime", "auto"],
-                   help="torch (default), onnxruntime (CPU, fp32: the generator is exported to ONNX once, cached; "
-                        "needs the 'export' extra) or auto: ONNX Runtime where it runs the model and the precision "
-                        "is fp32 (faster on the CPU, see BENCHMARKS.md), else torch")
+    p.add_argument("--backend", default="torch", choices=["torch", "winograd", "onnxruntime", "auto"],
+                   help="torch (default), winograd (PyTorch with Winograd 3x3 convolutions; CPU, fp32), onnxruntime "
+                        "(CPU, fp32: the generator is exported to ONNX once, cached; needs the 'export' extra) or "
+                        "auto: ONNX Runtime where it runs the model in fp32 on the CPU, else winograd there, else "
+                        "torch (see BENCHMARKS.md)")
     p.add_argument("--save-masks", default=None, metavar="DIR",
                    help="attention models: also write each translation's mask (white = changed) into DIR")
     p.add_argument("--work-size", default="auto",

@@ -1,6 +1,11 @@
-"""Inference backends: run a loaded generator with PyTorch (eager) or ONNX Runtime (CPU).
+"""Inference backends: run a loaded generator with PyTorch (eager), PyTorch with Winograd
+convolutions, or ONNX Runtime (CPU).
 
-    generator = with_backend(load_generator("runs/x"), "auto")   # or "torch" / "onnxruntime"
+    generator = with_backend(load_generator("runs/x"), "auto")   # or "torch" / "winograd" / "onnxruntime"
+
+`winograd` is PyTorch with the wide 3×3 convolutions computed by Winograd F(2×2, 3×3)
+(facecycle.ops.winograd; fp32 on the CPU, outputs equal to float rounding): it runs every
+generator PyTorch runs and needs no extra; elsewhere (CUDA, bf16) it is plain PyTorch.
 
 ONNX Runtime runs the graph that `facecycle export --format onnx` writes (the generator inside
 `PadToMultiple`, fp32, any H and W), exported once per set of weights into facecycle's own folder (`$FACECYCLE_HOME/onnx/`, default
@@ -9,13 +14,15 @@ ONNX Runtime runs the graph that `facecycle export --format onnx` writes (the ge
 Why `auto` picks what it picks (see BENCHMARKS.md, "Inference backends"): on the CPU in fp32,
 ONNX Runtime was faster than PyTorch eager for the paper's ResNet-9 generator on this project's
 benchmark machine, so `auto` uses it there; bf16 (where the CPU runs it natively) is faster
-still and is PyTorch-only, so a bf16 request keeps PyTorch. PyTorch also stays for what the
-export cannot do: CUDA devices and attention generators (their mask and full-resolution
-composition need the two network outputs separately). Conditional models run in ONNX Runtime
-when asked for (`onnxruntime`) with their condition as a second graph input (unbound:
-`net(x, c)`; bound: the target is fed per call); `auto` keeps PyTorch for them, where no
-speed-up was measured. `auto` never fails: without onnxruntime/onnx, or when the export fails, it warns (export
-failure only) and keeps PyTorch. `onnxruntime` is strict: it raises when it cannot be used.
+still and is PyTorch-only, so a bf16 request keeps PyTorch, as do CUDA devices. What ONNX
+Runtime cannot run as facecycle does (attention generators: their mask and full-resolution
+composition need the two network outputs separately), what `auto` does not send to it
+(conditional models, where no ONNX Runtime speed-up was measured) and any generator when
+onnxruntime is not installed get the `winograd` backend on the CPU in fp32 (1.0–1.2× PyTorch's
+speed measured; it never loses much, since narrow convolutions stay direct). Conditional models
+run in ONNX Runtime when asked for (`onnxruntime`) with their condition as a second graph input
+(unbound: `net(x, c)`; bound: the target is fed per call). `auto` never fails: when the export
+fails it warns and uses `winograd`. `onnxruntime` is strict: it raises when it cannot be used.
 """
 
 from __future__ import annotations
@@ -93,11 +100,12 @@ def _resolved_precision(precision: str, device: torch.device) -> str:
 
 
 def with_backend(generator: LoadedGenerator, backend: str = "torch", precision: str = "fp32") -> LoadedGenerator:
-    """`generator` to run with `backend` ("auto", "torch" or "onnxruntime"; see the module doc).
+    """`generator` to run with `backend` ("auto", "torch", "winograd" or "onnxruntime"; see the module doc).
 
     `precision` is the one inference will use ("fp32", "bf16" or "auto"; with "onnxruntime",
     "auto" means its fp32, only an explicit "bf16" is refused). Returns the generator
-    itself (torch) or a copy whose `net` is an ONNX Runtime session with the same call contract:
+    itself (torch), a copy with Winograd convolutions (winograd), or a copy whose `net` is an
+    ONNX Runtime session with the same call contract:
     `(N, C, H, W)` float32 in [-1, 1] -> same shape, float32, on the CPU.
     Raises ConfigError (unknown backend, or onnxruntime where it cannot run) and
     MissingExtraError (onnxruntime asked for but not installed: names the `export` extra).
@@ -114,8 +122,12 @@ def with_backend(generator: LoadedGenerator, backend: str = "torch", precision: 
 
     if isinstance(generator.net, OnnxGenerator):
         return generator
-    if backend == "auto" and generator.conditional:
-        return generator  # ONNX Runtime's speed-up was measured for plain generators only (BENCHMARKS.md)
+    device = _device(generator)
+    # auto precision + auto backend: bf16 where native (faster than ORT's fp32) keeps PyTorch;
+    # auto precision + onnxruntime: the user chose the backend, so "auto" settles on its fp32.
+    requested = _resolved_precision(precision, device) if backend == "auto" else precision
+    if backend == "auto":
+        return _auto(generator, device, requested)
     if isinstance(generator.net, FixedTargetGenerator):  # bound conditional: convert the network, keep the target
         inner = dataclasses.replace(generator, net=generator.net.net, target=None)
         converted = with_backend(inner, backend, precision)
@@ -123,23 +135,26 @@ def with_backend(generator: LoadedGenerator, backend: str = "torch", precision: 
             return generator
         return dataclasses.replace(generator, net=FixedTargetGenerator(converted.net, generator.net.target[0],
                                                                        generator.size_multiple))
-    device = _device(generator)
-    # auto precision + auto backend: bf16 where native (faster than ORT's fp32) keeps PyTorch;
-    # auto precision + onnxruntime: the user chose the backend, so "auto" settles on its fp32.
-    requested = _resolved_precision(precision, device) if backend == "auto" else precision
     reason = unsupported_reason(generator, device, "fp32" if requested == "auto" else requested)
-    if backend == "auto":
-        if reason is not None or not _installed():
-            return generator
-        try:
-            return onnxruntime_generator(generator)
-        except Exception as exc:  # noqa: BLE001 - auto must never be worse than torch
-            warnings.warn(f"--backend auto: ONNX Runtime unavailable for this generator ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''}); using PyTorch", stacklevel=2)
-            return generator
     if reason is not None:
         raise ConfigError(reason)
     return onnxruntime_generator(generator)
+
+
+def _auto(generator: LoadedGenerator, device: torch.device, precision: str) -> LoadedGenerator:
+    """`--backend auto`: ONNX Runtime for plain ResNet/U-Net generators on the CPU in fp32, else
+    Winograd convolutions for what ONNX Runtime cannot run there (attention, conditional
+    models; or onnxruntime not installed), else PyTorch as it is (CUDA, bf16). Never fails."""
+    if device.type != "cpu" or precision not in ("fp32", "auto"):
+        return generator
+    if generator.conditional or unsupported_reason(generator, device, "fp32") is not None or not _installed():
+        return winograd_generator(generator)
+    try:
+        return onnxruntime_generator(generator)
+    except Exception as exc:  # noqa: BLE001 - auto must never be worse than torch
+        warnings.warn(f"--backend auto: ONNX Runtime unavailable for this generator ({type(exc).__name__}: "
+                      f"{str(exc).splitlines()[0] if str(exc) else ''}); using PyTorch", stacklevel=3)
+        return winograd_generator(generator)
 
 
 def winograd_generator(generator: LoadedGenerator) -> LoadedGenerator:

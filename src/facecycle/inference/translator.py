@@ -80,9 +80,10 @@ class Translator:
         checkpoint holds) and the exported direction for exports.
         `trust_torchscript`: load a TorchScript file this installation did not export (TorchScript
         is code; see facecycle.inference.trust).
-        `backend`: "torch" (default), "onnxruntime" (CPU, fp32; the generator is exported to ONNX
-        once and cached) or "auto" (ONNX Runtime where it runs this generator, else PyTorch); see
-        facecycle.inference.backends.
+        `backend`: "torch" (default), "winograd" (PyTorch with Winograd 3×3 convolutions; CPU,
+        fp32), "onnxruntime" (CPU, fp32; the generator is exported to ONNX once and cached) or
+        "auto" (ONNX Runtime where it runs this generator, else winograd on the CPU in fp32, else
+        PyTorch); see facecycle.inference.backends.
         A conditional model (checkpoint or export) loads as one generator that takes its target
         per call (`translate(..., target=/expression=)`); `direction` must then be None.
         Errors (`CheckpointError`, `ConfigError`) are the same as for `facecycle translate`.
