@@ -4,17 +4,21 @@ facecycle offers on this CPU, as ratios to the reference-equivalent eager fp32 p
     python benchmarks/speed.py                    # ~10 min on 2 cores: the figures in BENCHMARKS.md
     python benchmarks/speed.py --quick            # smoke run (1-2 min): 64 px, one round, no compile
     python benchmarks/speed.py --threads 1 --output speed.md
+    python benchmarks/speed.py --threads 1 --update-benchmarks   # the report into BENCHMARKS.md
 
 Training (paper model: ResNet-9 + 70x70 PatchGAN, identity 0.5, pool 50, fused Adam, real
 `CycleGANTrainer.g_step` + `d_step` on a synthetic uint8 cache; batch 1): every variant is built
 from the same seed, warmed up (compiling, for compiled variants: that time is reported), then the
 variants take one timed step each in turn, `--rounds` times; medians. Variants: a plain eager
 loop with no trainer around it (the reference's update written out: shows the trainer's own
-overhead), the trainer's eager fp32 (the reference-equivalent default, the 1.00x row), channels_last fp32, torch.compile fp32 (where a C++ compiler exists; not
-with --no-compile), eager bf16 (where the CPU runs bf16 natively) and what `precision=auto,
-compile=auto` resolves to here.
+overhead), the trainer's eager fp32 (the reference-equivalent default, the 1.00x row), eager
+fp32 with Winograd convolutions (`train.conv=winograd`), channels_last fp32, torch.compile fp32
+without and with Winograd (where a C++ compiler exists; not with --no-compile), eager bf16
+(where the CPU runs bf16 natively) and what `precision=auto, compile=auto, conv=auto` resolves
+to here.
 
-Inference (the same generator): `translate_tensor` with PyTorch fp32, ONNX Runtime fp32
+Inference (the same generator): `translate_tensor` with PyTorch fp32, PyTorch fp32 with
+Winograd convolutions (`--backend winograd`), ONNX Runtime fp32
 (`--backend onnxruntime`; export time reported) and PyTorch bf16 (native bf16 only), at
 `--infer-sizes` x `--infer-batches`, alternating per round; seconds per batch, medians.
 
@@ -283,6 +287,22 @@ def report(header: str, size: int, train_rows: list[dict[str, Any]], infer_rows:
     return "\n".join(lines) + "\n"
 
 
+BEGIN, END = "<!-- speed.py report: begin -->", "<!-- speed.py report: end -->"
+
+
+def update_benchmarks(path: Path, text: str) -> None:
+    """Put `text` between the report markers in `path` (BENCHMARKS.md), replacing the last report;
+    without markers, append a section with them."""
+    old = path.read_text() if path.is_file() else ""
+    block = f"{BEGIN}\n\n{text.rstrip()}\n\n{END}"
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        new = head + block + rest.split(END, 1)[1]
+    else:
+        new = old.rstrip() + "\n\n## The latest `benchmarks/speed.py` report\n\n" + block + "\n"
+    path.write_text(new)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke run: 64 px, 1 round, inference 64 px batch 1-2, no compile")
@@ -298,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="model config override (default: the paper model)")
     p.add_argument("--output", help="also write the markdown report to this file")
+    p.add_argument("--update-benchmarks", nargs="?", const=str(Path(__file__).resolve().parents[1] / "BENCHMARKS.md"),
+                   metavar="MD", help="also put the report into BENCHMARKS.md (or MD), between its report markers")
     args = p.parse_args(argv)
     if args.quick:
         args.size, args.rounds, args.no_compile = 64, 1, True
@@ -318,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.output:
         Path(args.output).write_text(text)
+    if args.update_benchmarks:
+        update_benchmarks(Path(args.update_benchmarks), text)
     return 0
 
 
