@@ -57,7 +57,7 @@ def test_bad_shapes_are_refused_with_the_shapes_named() -> None:
 
 
 @pytest.mark.parametrize("padding, mode", [(0, "zeros"), (1, "zeros"), (1, "reflect"), (1, "replicate"),
-                                           ((1, 0), "zeros")])
+                                           ((1, 0), "zeros"), ("same", "zeros"), ("same", "reflect"), ("valid", "zeros")])
 def test_module_matches_conv2d_with_its_padding(padding, mode) -> None:
     torch.manual_seed(0)
     conv = nn.Conv2d(6, 5, 3, padding=padding, padding_mode=mode)

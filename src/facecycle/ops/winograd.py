@@ -11,8 +11,12 @@ adjoints are short elementwise sums). The result equals the direct convolution t
 (`train.conv=winograd|auto`), never the reference-equivalent default.
 
 Layout: tiles are kept as `(4, 4, C, N, th, tw)` so each of the 16 products is one
-`(K, C) @ (C, N·th·tw)` matrix product (one `bmm` for all 16), and every transform is a handful of
-strided elementwise ops written straight into its output (`out=`) — no autograd graph of slices.
+`(K, C) @ (C, N·th·tw)` matrix product (one `bmm` for all 16). Each input or gradient is split once
+by row and column parity (one strided copy), after which every tap of every tile is a unit-stride
+slice: a transform is then a handful of elementwise ops written straight into its output
+(`out=`), with no autograd graph of slices (the Function below has its own backward). Big inputs
+go through in chunks of ~512 tiles (`CHUNK_TILES`); only convolutions of at least 256 channels
+switch (`MIN_CHANNELS`), where it measured faster. `benchmarks/winograd_layers.py` re-measures both.
 
 Ground-level: imports only torch.
 """
@@ -150,7 +154,7 @@ def _output_untile_adjoint(dy: torch.Tensor) -> torch.Tensor:
 #: allocator's mmap threshold (a fresh mmap costs a page fault per 4 KiB), while each of the 16
 #: products still has enough columns to run at full rate. Measured on an AVX2 core (256 channels):
 #: one pass over 128 px batch 8 (33 MB of tiles) ran slower than the direct convolution; 64 tiles
-#: per pass (1 MB) 25 % slower again; 512 best (BENCHMARKS.md).
+#: per pass (1 MB) 25 % slower again; 512 best (`benchmarks/winograd_layers.py --chunks`).
 CHUNK_TILES = 512
 
 
@@ -232,8 +236,8 @@ def winograd_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.
 
 #: Narrower convolutions stay direct: the transforms cost in proportion to the channels, the
 #: products to their square, so Winograd pays only on wide layers. Measured (forward + both
-#: backwards, one AVX2 core, BENCHMARKS.md): 256→256 1.3–1.9× faster; 128→128 0.8–1.3×;
-#: 64→64 and narrower 0.45–0.8×.
+#: backwards, one AVX2 core, `benchmarks/winograd_layers.py`, BENCHMARKS.md): 256→256 1.3–1.9×
+#: faster; 128→128 0.8–1.3×; 64→64 and narrower 0.45–0.8×.
 MIN_CHANNELS = 256
 
 
@@ -255,11 +259,9 @@ class WinogradConv2d(nn.Conv2d):
         if (x.device.type != "cpu" or x.dtype != torch.float32 or self.weight.dtype != torch.float32
                 or torch.is_autocast_enabled("cpu") or x.dim() != 4):
             return super().forward(x)
-        if self.padding_mode != "zeros":
-            x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-        elif any(self.padding):
-            ph, pw = self.padding  # type: ignore[misc]
-            x = F.pad(x, (pw, pw, ph, ph))
+        pad = self._reversed_padding_repeated_twice  # also set for padding="same"/"valid"
+        if any(pad):
+            x = F.pad(x, pad, mode="constant" if self.padding_mode == "zeros" else self.padding_mode)
         return winograd_conv2d(x, self.weight, self.bias)
 
 
