@@ -198,15 +198,15 @@ class _WinogradConv(torch.autograd.Function):
         th, tw = (H - 2) // 2, (W - 2) // 2
         need_x, need_w = ctx.needs_input_grad[:2]
         dx = torch.zeros_like(x, memory_format=torch.contiguous_format) if need_x else None
-        du = torch.zeros_like(u) if need_w else None
+        du: Optional[torch.Tensor] = None
         for n0, n1, i0, i1 in _chunks(N, th, tw):
             dm = _output_untile_adjoint(dy[n0:n1, :, 2 * i0: 2 * i1]).view(16, K, -1)
             if dx is not None:
                 dv = torch.bmm(u.transpose(1, 2), dm)                 # (16, C, tiles)
                 _input_tiles_adjoint(dv.view(4, 4, C, n1 - n0, i1 - i0, tw), dx[n0:n1, :, 2 * i0: 2 * i1 + 2])
-            if du is not None:
+            if need_w:
                 v = _input_tiles(x[n0:n1, :, 2 * i0: 2 * i1 + 2], i1 - i0, tw).view(16, C, -1)
-                du.baddbmm_(dm, v.transpose(1, 2))
+                du = torch.bmm(dm, v.transpose(1, 2)) if du is None else du.baddbmm_(dm, v.transpose(1, 2))
         return dx, _weight_tiles_adjoint(du) if du is not None else None
 
 
