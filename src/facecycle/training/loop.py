@@ -105,7 +105,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
                     optimizer.state[p]["step"] = step.to(device=p.device, dtype=torch.float32)
 
 
-def with_resolved_precision(config: Config, device: torch.device) -> Config:
+def with_resolved_auto(config: Config, device: torch.device) -> Config:
     """`config` with `train.precision: auto` resolved for `device` (bf16 where native, else fp32)
     and `train.conv: auto` for that precision, so checkpoints record what ran; other values are
     kept (an emulated bf16 warns)."""
@@ -135,7 +135,7 @@ class Trainer:
         self.is_main = rank == 0
         self.progress = progress and self.is_main
         self.device = resolve_device(config.train.device)
-        self.config = config = with_resolved_precision(config, self.device)
+        self.config = config = with_resolved_auto(config, self.device)
         self.distributed = world_size > 1 and dist.is_available() and dist.is_initialized()
         t = config.train
         if t.precision == "fp16" and self.device.type != "cuda":
