@@ -131,3 +131,26 @@ def test_chunks_cover_every_tile_once() -> None:
         for n0, n1, i0, i1 in winograd._chunks(N, th, tw):
             seen[n0:n1, i0:i1] += 1
         assert bool((seen == 1).all()), (N, th, tw)
+
+
+@pytest.mark.slow
+def test_torch_compile_runs_around_the_winograd_convolution() -> None:
+    """Under torch.compile a Winograd convolution is a graph break (it runs eagerly); the compiled
+    pieces around it and the gradients match eager (needs a C++ compiler)."""
+    from facecycle.training.compile import cxx_compiler
+
+    if cxx_compiler() is None:
+        pytest.skip("no C++ compiler for torch.compile's CPU backend")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(8, 8, 3), nn.InstanceNorm2d(8), nn.ReLU(),
+                        nn.ReflectionPad2d(1), nn.Conv2d(8, 8, 3))
+    x = torch.randn(2, 8, 16, 16)
+    eager = net(x)
+    eager.square().mean().backward()
+    want = net[1].weight.grad.clone()
+    net.zero_grad()
+    assert set_conv_algorithm(net, "winograd", min_channels=1) == 2
+    compiled = torch.compile(net)(x)
+    compiled.square().mean().backward()
+    assert torch.allclose(compiled, eager, atol=1e-5)
+    assert torch.allclose(net[1].weight.grad, want, atol=1e-6, rtol=1e-4)
