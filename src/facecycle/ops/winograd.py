@@ -71,28 +71,38 @@ def _input_tiles(x: torch.Tensor, th: int, tw: int) -> torch.Tensor:
     return v
 
 
-def _input_tiles_adjoint(dv: torch.Tensor, dx: torch.Tensor) -> None:
-    """The adjoint of `_input_tiles`: `(4, 4, C, N, th, tw)` added into the gradient `dx`
-    `(N, C, 2·th+2, 2·tw+2)` (any strides; the taps of neighbouring tiles overlap and add up)."""
+def _overlap_taps(e0: torch.Tensor, e1: torch.Tensor, e2: torch.Tensor, e3: torch.Tensor, dim: int,
+                  out: torch.Tensor) -> None:
+    """Tile contributions to taps 0..3 along `dim` (each `count` tiles long) laid down into `out`
+    `(2, ..., count + 1, ...)` [parity first]: tap r of tile i lands at parity r % 2, position
+    i + r // 2, so taps 2 and 3 of tile i share a position with taps 0 and 1 of tile i + 1. Every
+    position is written once (no zero fill, no read-modify-write)."""
+    count = e0.shape[dim]
+    for parity, (first, second) in enumerate(((e0, e2), (e1, e3))):
+        o = out[parity]
+        o.narrow(dim, 0, 1).copy_(first.narrow(dim, 0, 1))
+        torch.add(first.narrow(dim, 1, count - 1), second.narrow(dim, 0, count - 1),
+                  out=o.narrow(dim, 1, count - 1))
+        o.narrow(dim, count, 1).copy_(second.narrow(dim, count - 1, 1))
+
+
+def _input_tiles_adjoint(dv: torch.Tensor, dx: torch.Tensor, accumulate: bool) -> None:
+    """The adjoint of `_input_tiles`: `(4, 4, C, N, th, tw)` into the gradient `dx`
+    `(N, C, 2·th+2, 2·tw+2)` (any strides), added to it (`accumulate`: neighbouring bands share
+    rows) or written over it. B^T's columns give tap 0 <- v0, 1 <- v1 - v2 + v3,
+    2 <- v1 + v2 - v0, 3 <- -v3, first along rows (a), then along columns (b)."""
     _, _, C, N, th, tw = dv.shape
-    # Rows first (B^T columns: tap 0 <- v0, 1 <- v1 - v2 + v3, 2 <- v1 + v2 - v0, 3 <- -v3), into
-    # (row parity, b, C, N, th+1, tw).
-    rows = dv.new_zeros((2, 4, C, N, th + 1, tw))
-    plus = dv[1] + dv[2]
-    minus = dv[1] - dv[2]
-    rows[0].narrow(-2, 0, th).add_(dv[0])
-    rows[1].narrow(-2, 0, th).add_(minus).add_(dv[3])
-    rows[0].narrow(-2, 1, th).add_(plus).sub_(dv[0])
-    rows[1].narrow(-2, 1, th).sub_(dv[3])
-    # Then columns, into (row parity, column parity, C, N, th+1, tw+1).
-    dxd = dv.new_zeros((2, 2, C, N, th + 1, tw + 1))
-    plus = rows[:, 1] + rows[:, 2]
-    minus = rows[:, 1] - rows[:, 2]
-    dxd[:, 0].narrow(-1, 0, tw).add_(rows[:, 0])
-    dxd[:, 1].narrow(-1, 0, tw).add_(minus).add_(rows[:, 3])
-    dxd[:, 0].narrow(-1, 1, tw).add_(plus).sub_(rows[:, 0])
-    dxd[:, 1].narrow(-1, 1, tw).sub_(rows[:, 3])
-    _parity_view(dx).add_(dxd)
+
+    def taps(v0: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor, v3: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return v0, torch.sub(v1, v2).add_(v3), torch.add(v1, v2).sub_(v0), torch.neg(v3)
+
+    rows = dv.new_empty((2, 4, C, N, th + 1, tw))                    # [row parity, b, ...]
+    _overlap_taps(*taps(dv[0], dv[1], dv[2], dv[3]), dim=-2, out=rows)
+    dxd = dv.new_empty((2, 2, C, N, th + 1, tw + 1))                 # [row parity, column parity, ...]
+    _overlap_taps(*taps(rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]), dim=-1, out=dxd.transpose(0, 1))
+    target = _parity_view(dx)
+    target.add_(dxd) if accumulate else target.copy_(dxd)
 
 
 # G ⊗ G as a (16, 9) matrix: row a·4 + b, column i·3 + j, with G = [[1, 0, 0], [1/2, 1/2, 1/2],
@@ -197,13 +207,18 @@ class _WinogradConv(torch.autograd.Function):
         K = u.shape[1]
         th, tw = (H - 2) // 2, (W - 2) // 2
         need_x, need_w = ctx.needs_input_grad[:2]
-        dx = torch.zeros_like(x, memory_format=torch.contiguous_format) if need_x else None
+        chunks = _chunks(N, th, tw)
+        banded = any(i1 - i0 < th for _, _, i0, i1 in chunks)  # bands of one sample share rows
+        dx = None
+        if need_x:
+            dx = (torch.zeros_like if banded else torch.empty_like)(x, memory_format=torch.contiguous_format)
         du: Optional[torch.Tensor] = None
-        for n0, n1, i0, i1 in _chunks(N, th, tw):
+        for n0, n1, i0, i1 in chunks:
             dm = _output_untile_adjoint(dy[n0:n1, :, 2 * i0: 2 * i1]).view(16, K, -1)
             if dx is not None:
                 dv = torch.bmm(u.transpose(1, 2), dm)                 # (16, C, tiles)
-                _input_tiles_adjoint(dv.view(4, 4, C, n1 - n0, i1 - i0, tw), dx[n0:n1, :, 2 * i0: 2 * i1 + 2])
+                _input_tiles_adjoint(dv.view(4, 4, C, n1 - n0, i1 - i0, tw), dx[n0:n1, :, 2 * i0: 2 * i1 + 2],
+                                     accumulate=banded)
             if need_w:
                 v = _input_tiles(x[n0:n1, :, 2 * i0: 2 * i1 + 2], i1 - i0, tw).view(16, C, -1)
                 du = torch.bmm(dm, v.transpose(1, 2)) if du is None else du.baddbmm_(dm, v.transpose(1, 2))
