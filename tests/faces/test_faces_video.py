@@ -12,6 +12,7 @@ pytest.importorskip("mediapipe")
 
 from facecycle.data.images import list_images, load_image  # noqa: E402
 from facecycle.faces.faceoff import translate_video  # noqa: E402
+from faceoff_clips import read_clip  # noqa: E402
 
 FPS, REPEAT, RATE = 10, 3, 16000
 
@@ -42,14 +43,6 @@ def make_clip(path: Path, frames: list[np.ndarray], audio_codec: str = "aac") ->
             out.mux(audio.encode(af))
         out.mux(audio.encode(None))
     return n
-
-
-def read_clip(path: Path) -> tuple[list[np.ndarray], float, list[str]]:
-    with av.open(str(path)) as c:
-        rate = float(c.streams.video[0].average_rate)
-        kinds = [f"{s.type}:{s.codec_context.name}" for s in c.streams]
-        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    return frames, rate, kinds
 
 
 @pytest.fixture(scope="module")

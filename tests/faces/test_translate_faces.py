@@ -9,7 +9,8 @@ from PIL import Image
 
 from conftest import facecycle_cmd
 from tiny import train
-from test_faces_video import make_clip, read_clip
+from faceoff_clips import read_clip
+from test_faces_video import make_clip
 
 
 def test_translate_faces_on_photo_and_video(tmp_path, cli_env, blob_domains) -> None:
@@ -50,7 +51,7 @@ def test_translate_faces_replaces_only_the_reference_person(tmp_path, cli_env, b
     """--face-reference on a two-person clip: only the referenced person's half changes; the new
     paste options (regions mask, histogram colour match, temporal blending) are accepted."""
     from facecycle.data.images import load_image
-    from faceoff_clips import photo_frames, read_clip as read, side_by_side, write_clip
+    from faceoff_clips import photo_frames, side_by_side, write_clip
 
     a, b = blob_domains
     run_dir = tmp_path / "run"
@@ -68,8 +69,8 @@ def test_translate_faces_replaces_only_the_reference_person(tmp_path, cli_env, b
                           env=cli_env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "reference match" in proc.stdout
-    frames_in, _, _ = read(clip)
-    frames_out, _, _ = read(out / "two.mp4")
+    frames_in, _, _ = read_clip(clip)
+    frames_out, _, _ = read_clip(out / "two.mp4")
     half = left[0].shape[1]
     diff = [np.abs(x.astype(int) - y.astype(int)).mean(axis=2) for x, y in zip(frames_in, frames_out)]
     changed_left = np.mean([d[:, :half] > 30 for d in diff])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import torch
@@ -25,10 +26,11 @@ def data(tmp_path: Path) -> tuple[Path, Path]:
     return a, b
 
 
-def tiny(a: Path, b: Path, **train) -> Config:
+def tiny(a: Path, b: Path, model: Optional[dict] = None, **train) -> Config:
+    """The tiny one-block model (with `model` settings on top) and a short CPU run (`train` on top)."""
     values = {"batch_size": 2, "device": "cpu", "steps": 20, "log_every": 10, "sample_every": 100,
               "checkpoint_every": 2, "pool_size": 3, "max_bad_steps": 3, **train}
-    return tiny_config(a, b, blocks=1, train=values)
+    return tiny_config(a, b, blocks=1, model=model or {}, train=values)
 
 
 def snapshot(trainer: CycleGANTrainer) -> dict[str, torch.Tensor]:

@@ -13,15 +13,12 @@ from facecycle.hardware import resolve_conv
 from facecycle.ops.winograd import WinogradConv2d, set_conv_algorithm
 from facecycle.runtime import checkpoints as ckpt
 from facecycle.training.trainer import CycleGANTrainer
-from test_speed_trainer import data  # noqa: F401  (fixture)
-from tiny import tiny_config
+from test_speed_trainer import data, tiny  # noqa: F401  (fixture)
 
 
 def wide(a, b, **train) -> Config:
     """The tiny model but 64 wide, so its residual blocks have the 256 channels Winograd takes."""
-    values = {"batch_size": 2, "device": "cpu", "steps": 3, "log_every": 2, "sample_every": 100,
-              "checkpoint_every": 2, "pool_size": 3, **train}
-    return tiny_config(a, b, blocks=1, model={"gen_width": 64}, train=values)
+    return tiny(a, b, model={"gen_width": 64}, **{"steps": 3, "log_every": 2, **train})
 
 
 def test_auto_is_winograd_for_fp32_on_the_cpu_only() -> None:

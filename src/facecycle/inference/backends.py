@@ -18,7 +18,7 @@ still and is PyTorch-only, so a bf16 request keeps PyTorch, as do CUDA devices. 
 Runtime cannot run as facecycle does (attention generators: their mask and full-resolution
 composition need the two network outputs separately), what `auto` does not send to it
 (conditional models, where no ONNX Runtime speed-up was measured) and any generator when
-onnxruntime is not installed get the `winograd` backend on the CPU in fp32 (1.0–1.2× PyTorch's
+onnxruntime is not installed get the `winograd` backend on the CPU in fp32 (1.0–1.4× PyTorch's
 speed measured; it never loses much, since narrow convolutions stay direct). Conditional models
 run in ONNX Runtime when asked for (`onnxruntime`) with their condition as a second graph input
 (unbound: `net(x, c)`; bound: the target is fed per call). `auto` never fails: when the export
@@ -145,7 +145,7 @@ def _auto(generator: LoadedGenerator, device: torch.device, precision: str) -> L
     """`--backend auto`: ONNX Runtime for plain ResNet/U-Net generators on the CPU in fp32, else
     Winograd convolutions for what ONNX Runtime cannot run there (attention, conditional
     models; or onnxruntime not installed), else PyTorch as it is (CUDA, bf16). Never fails."""
-    if device.type != "cpu" or precision not in ("fp32", "auto"):
+    if device.type != "cpu" or precision != "fp32":
         return generator
     if generator.conditional or unsupported_reason(generator, device, "fp32") is not None or not _installed():
         return winograd_generator(generator)
@@ -153,7 +153,7 @@ def _auto(generator: LoadedGenerator, device: torch.device, precision: str) -> L
         return onnxruntime_generator(generator)
     except Exception as exc:  # noqa: BLE001 - auto must never be worse than torch
         warnings.warn(f"--backend auto: ONNX Runtime unavailable for this generator ({type(exc).__name__}: "
-                      f"{str(exc).splitlines()[0] if str(exc) else ''}); using PyTorch", stacklevel=3)
+                      f"{str(exc).splitlines()[0] if str(exc) else ''}); using PyTorch (winograd)", stacklevel=3)
         return winograd_generator(generator)
 
 
